@@ -1,0 +1,3 @@
+//! The `polyepo` command line: one module per subcommand.
+
+pub mod advantages;

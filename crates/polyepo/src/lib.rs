@@ -1,0 +1,6 @@
+//! polyepo: post-train language models to explore with set reinforcement learning
+//! (POLY-EPO). The set-RL core lives in the [`setrl`] crate; this crate holds everything
+//! around it, and the `polyepo` binary.
+#![deny(missing_docs)]
+
+pub mod advantage_request;
