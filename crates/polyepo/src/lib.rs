@@ -4,3 +4,4 @@
 #![deny(missing_docs)]
 
 pub mod advantage_request;
+pub mod model;

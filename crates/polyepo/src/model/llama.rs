@@ -1,0 +1,220 @@
+//! The Llama-family decoder: one forward pass for training (every position, causal and
+//! padding masks, differentiable ops only) and for cached decoding (fused kernels).
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+use super::cache::KvCache;
+use super::config::LlamaConfig;
+use super::linear::Linear;
+use super::norm::RmsNorm;
+use super::rope::Rotary;
+
+/// Grouped-query self-attention with RoPE (and Qwen3's per-head q/k norms).
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+}
+
+/// SwiGLU feed-forward: down(silu(gate(x)) · up(x)).
+#[derive(Debug, Clone)]
+pub(crate) struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+/// Pre-norm residual block.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// A decoder-only transformer of the Llama family.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    /// Shape and architecture.
+    pub cfg: LlamaConfig,
+    pub(crate) embed_tokens: Tensor, // (V, d)
+    pub(crate) layers: Vec<Block>,
+    pub(crate) norm: RmsNorm,
+    /// Separate output projection; `None` when tied to the embeddings.
+    pub(crate) lm_head: Option<Linear>,
+    pub(crate) rotary: Rotary,
+    /// Use candle's fused (non-differentiable) kernels: set on detached copies for sampling.
+    pub(crate) fused: bool,
+}
+
+/// Additive attention bias: 0 where a query may attend, a large negative number elsewhere.
+/// Finite (not −∞) so that a padding query with nothing to attend to yields a uniform row,
+/// not NaN; real queries never see it because exp(−1e9) is exactly 0 in f32.
+pub const MASKED: f32 = -1e9;
+
+fn softmax_last_dim(x: &Tensor, fused: bool) -> Result<Tensor> {
+    if fused {
+        return candle_nn::ops::softmax_last_dim(&x.contiguous()?);
+    }
+    // Shift by the row max (a constant for the gradient: softmax is shift-invariant).
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+impl Attention {
+    /// # Shapes
+    /// x: (B, T, d); cos/sin: (B, 1, T, D/2); mask: (B, 1, T, S) with S = cached + T.
+    fn forward(
+        &self,
+        cfg: &LlamaConfig,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        fused: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kv, dh) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let q = self.q_proj.forward(x)?.reshape((b, t, h, dh))?.transpose(1, 2)?; // (B, H, T, D)
+        let k = self.k_proj.forward(x)?.reshape((b, t, kv, dh))?.transpose(1, 2)?; // (B, KV, T, D)
+        let v = self.v_proj.forward(x)?.reshape((b, t, kv, dh))?.transpose(1, 2)?; // (B, KV, T, D)
+        let q = match &self.q_norm {
+            Some(n) => n.forward(&q, fused)?,
+            None => q,
+        };
+        let k = match &self.k_norm {
+            Some(n) => n.forward(&k, fused)?,
+            None => k,
+        };
+        let q = Rotary::apply(&q, cos, sin)?;
+        let k = Rotary::apply(&k, cos, sin)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+        // Grouped-query attention without repeating K/V: the G query heads that share a KV
+        // head become G·T rows of one matrix product.
+        let q = q.contiguous()?.reshape((b, kv, cfg.group_size() * t, dh))?; // (B, KV, G·T, D)
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?; // (B, KV, G·T, S)
+        let scores = scores.reshape((b, h, t, s))?.broadcast_add(mask)?; // (B, H, T, S)
+        let probs = softmax_last_dim(&scores, fused)?;
+        let out = probs.reshape((b, kv, cfg.group_size() * t, s))?.matmul(&v.contiguous()?)?; // (B, KV, G·T, D)
+        let out = out.reshape((b, h, t, dh))?.transpose(1, 2)?.reshape((b, t, h * dh))?; // (B, T, H·D)
+        self.o_proj.forward(&out)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+impl Llama {
+    /// Hidden states after the final norm.
+    ///
+    /// # Shapes
+    /// tokens, positions: (B, T) u32; mask: (B, 1, T, S) additive, S = cached + T → (B, T, d).
+    pub fn forward_hidden(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let d = self.cfg.hidden_size;
+        let mut x = self.embed_tokens.index_select(&tokens.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let (cos, sin) = self.rotary.tables(positions)?;
+        let mask = mask.to_dtype(x.dtype())?;
+        for (index, block) in self.layers.iter().enumerate() {
+            let h = block.input_layernorm.forward(&x, self.fused)?;
+            let layer_cache = cache.as_deref_mut().map(|c| (c, index));
+            let h = block.self_attn.forward(&self.cfg, &h, &cos, &sin, &mask, layer_cache, self.fused)?;
+            x = (x + h)?;
+            let h = block.post_attention_layernorm.forward(&x, self.fused)?;
+            x = (x + block.mlp.forward(&h)?)?;
+        }
+        if let Some(cache) = cache {
+            cache.advance(t);
+        }
+        self.norm.forward(&x, self.fused)
+    }
+
+    /// Output logits for the given hidden states.
+    ///
+    /// # Shapes
+    /// hidden: (B, T, d) → (B, T, V).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let (b, t, d) = hidden.dims3()?;
+                hidden.reshape((b * t, d))?.matmul(&self.embed_tokens.t()?)?.reshape((b, t, self.cfg.vocab_size))
+            }
+        }
+    }
+
+    /// Logits at every position (training and scoring).
+    ///
+    /// # Shapes
+    /// tokens, positions: (B, T); mask: (B, 1, T, T) → (B, T, V).
+    pub fn forward(&self, tokens: &Tensor, positions: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.logits(&self.forward_hidden(tokens, positions, mask, None)?)
+    }
+
+    /// A copy cut from the autograd graph that uses fused kernels: for sampling, so the KV
+    /// cache never holds on to a graph (DESIGN.md §3). Shares weight storage with `self`,
+    /// so optimizer updates are visible without copying.
+    pub fn detached(&self) -> Self {
+        let det_norm = |n: &RmsNorm| RmsNorm { weight: n.weight.detach(), eps: n.eps };
+        Self {
+            cfg: self.cfg.clone(),
+            embed_tokens: self.embed_tokens.detach(),
+            layers: self
+                .layers
+                .iter()
+                .map(|b| Block {
+                    input_layernorm: det_norm(&b.input_layernorm),
+                    self_attn: Attention {
+                        q_proj: b.self_attn.q_proj.detached(),
+                        k_proj: b.self_attn.k_proj.detached(),
+                        v_proj: b.self_attn.v_proj.detached(),
+                        o_proj: b.self_attn.o_proj.detached(),
+                        q_norm: b.self_attn.q_norm.as_ref().map(det_norm),
+                        k_norm: b.self_attn.k_norm.as_ref().map(det_norm),
+                    },
+                    post_attention_layernorm: det_norm(&b.post_attention_layernorm),
+                    mlp: Mlp {
+                        gate_proj: b.mlp.gate_proj.detached(),
+                        up_proj: b.mlp.up_proj.detached(),
+                        down_proj: b.mlp.down_proj.detached(),
+                    },
+                })
+                .collect(),
+            norm: det_norm(&self.norm),
+            lm_head: self.lm_head.as_ref().map(Linear::detached),
+            rotary: self.rotary.clone(),
+            fused: true,
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
+    /// The dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.dtype()
+    }
+}
