@@ -77,7 +77,10 @@ pub struct AdvantageReply {
 
 impl From<Advantages> for AdvantageReply {
     fn from(a: Advantages) -> Self {
-        Self { advantages: a.advantages, baseline: a.baseline }
+        Self {
+            advantages: a.advantages,
+            baseline: a.baseline,
+        }
     }
 }
 
@@ -93,7 +96,10 @@ pub struct RequestError {
 
 impl RequestError {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), message: message.into() }
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -111,10 +117,16 @@ pub fn parse_request(line: &str) -> Result<AdvantageRequest, RequestError> {
     let mut de = serde_json::Deserializer::from_str(line);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path == "?" { "(line)".to_owned() } else { path };
+        let field = if path == "." || path == "?" {
+            "(line)".to_owned()
+        } else {
+            path
+        };
         let inner = e.into_inner();
         // serde_json counts lines inside this one string; the caller names the file line.
-        let message = inner.to_string().replace(" at line 1 column ", " at column ");
+        let message = inner
+            .to_string()
+            .replace(" at line 1 column ", " at column ");
         RequestError { field, message }
     })
 }
@@ -130,28 +142,37 @@ impl AdvantageRequest {
             ObjectiveName::Grpo => return Ok(setrl::grpo(&group).into()),
             ObjectiveName::Drgrpo => return Ok(setrl::drgrpo(&group).into()),
             ObjectiveName::DiversityBonus => {
-                let lambda = self
-                    .lambda
-                    .ok_or_else(|| RequestError::new("lambda", "diversity-bonus needs λ, e.g. \"lambda\": 0.5"))?;
+                let lambda = self.lambda.ok_or_else(|| {
+                    RequestError::new("lambda", "diversity-bonus needs λ, e.g. \"lambda\": 0.5")
+                })?;
                 if !lambda.is_finite() {
                     return Err(RequestError::new("lambda", "λ must be a finite number"));
                 }
                 return Ok(setrl::diversity_bonus(&group, lambda).into());
             }
         };
-        let n = self
-            .set_size
-            .ok_or_else(|| RequestError::new("set_size", "set objectives need the set size n, e.g. \"set_size\": 4"))?;
+        let n = self.set_size.ok_or_else(|| {
+            RequestError::new(
+                "set_size",
+                "set objectives need the set size n, e.g. \"set_size\": 4",
+            )
+        })?;
         let set_error = |e: setrl::SetRlError| RequestError::new("set_size", e.to_string());
         let advantages = match self.estimator.unwrap_or(EstimatorName::Exact) {
             EstimatorName::Exact => set_objective.exact(&group, n).map_err(set_error)?,
-            EstimatorName::Enumerate => setrl::enumerate(&set_objective, &group, n, options.max_sets).map_err(set_error)?,
+            EstimatorName::Enumerate => {
+                setrl::enumerate(&set_objective, &group, n, options.max_sets).map_err(set_error)?
+            }
             EstimatorName::Sampled => {
                 let sets = self.sets.unwrap_or(DEFAULT_SAMPLED_SETS);
                 if sets == 0 {
-                    return Err(RequestError::new("sets", "the sampled estimator needs at least 1 set per generation"));
+                    return Err(RequestError::new(
+                        "sets",
+                        "the sampled estimator needs at least 1 set per generation",
+                    ));
                 }
-                setrl::sampled(&set_objective, &group, n, sets, self.seed.unwrap_or(0)).map_err(set_error)?
+                setrl::sampled(&set_objective, &group, n, sets, self.seed.unwrap_or(0))
+                    .map_err(set_error)?
             }
         };
         Ok(advantages.into())
@@ -159,15 +180,25 @@ impl AdvantageRequest {
 
     fn group(&self, options: RequestOptions) -> Result<Group, RequestError> {
         if self.rewards.is_empty() {
-            return Err(RequestError::new("rewards", "the group is empty: give at least one reward"));
+            return Err(RequestError::new(
+                "rewards",
+                "the group is empty: give at least one reward",
+            ));
         }
-        let needs_clusters = matches!(self.objective, ObjectiveName::Polychromatic | ObjectiveName::DiversityBonus);
+        let needs_clusters = matches!(
+            self.objective,
+            ObjectiveName::Polychromatic | ObjectiveName::DiversityBonus
+        );
         let strategies = match &self.clusters {
             Some(clusters) => {
                 if clusters.len() != self.rewards.len() {
                     return Err(RequestError::new(
                         "clusters",
-                        format!("{} clusters for {} rewards: give one cluster (or null) per reward", clusters.len(), self.rewards.len()),
+                        format!(
+                            "{} clusters for {} rewards: give one cluster (or null) per reward",
+                            clusters.len(),
+                            self.rewards.len()
+                        ),
                     ));
                 }
                 clusters
@@ -179,7 +210,10 @@ impl AdvantageRequest {
                     .collect()
             }
             None if needs_clusters => {
-                return Err(RequestError::new("clusters", "this objective needs a cluster id (or null) per reward"));
+                return Err(RequestError::new(
+                    "clusters",
+                    "this objective needs a cluster id (or null) per reward",
+                ));
             }
             None => vec![Strategy::Cluster(0); self.rewards.len()],
         };

@@ -5,3 +5,4 @@
 
 pub mod advantage_request;
 pub mod model;
+pub mod sample;

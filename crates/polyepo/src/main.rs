@@ -18,12 +18,15 @@ struct Cli {
 enum Command {
     /// Marginal set advantages (or GRPO-style baselines) for JSON Lines groups.
     Advantages(cli::advantages::AdvantagesArgs),
+    /// Generate from a model (HF directory or GGUF) and report tokens/s.
+    Sample(cli::sample::SampleArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Advantages(args) => cli::advantages::run(args),
+        Command::Sample(args) => cli::sample::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

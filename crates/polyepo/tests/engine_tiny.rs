@@ -23,9 +23,18 @@ fn loss(model: &Llama, rows: &[Vec<u32>]) -> candle_core::Result<Tensor> {
     let batch = Batch::left_padded(rows, 0, model.device())?;
     let logits = model.forward(&batch.tokens, &batch.positions, &batch.mask)?;
     let (b, t) = batch.dims()?;
-    let lp = token_log_probs(&logits.narrow(1, 0, t - 1)?, &batch.tokens.narrow(1, 1, t - 1)?)?;
+    let lp = token_log_probs(
+        &logits.narrow(1, 0, t - 1)?,
+        &batch.tokens.narrow(1, 1, t - 1)?,
+    )?;
     let weights: Vec<f32> = (0..b * (t - 1))
-        .map(|i| if i % (t - 1) < batch.pads[i / (t - 1)] { 0.0 } else { 0.5 + (i % 7) as f32 / 7.0 })
+        .map(|i| {
+            if i % (t - 1) < batch.pads[i / (t - 1)] {
+                0.0
+            } else {
+                0.5 + (i % 7) as f32 / 7.0
+            }
+        })
         .collect();
     let weights = Tensor::from_vec(weights, (b, t - 1), model.device())?.to_dtype(lp.dtype())?;
     let ent = token_entropy(&logits.narrow(1, 0, t - 1)?)?;
@@ -33,7 +42,11 @@ fn loss(model: &Llama, rows: &[Vec<u32>]) -> candle_core::Result<Tensor> {
 }
 
 fn rows() -> Vec<Vec<u32>> {
-    vec![vec![3, 17, 5, 9, 22, 41, 8], vec![7, 7, 30], vec![12, 1, 44, 2, 19]]
+    vec![
+        vec![3, 17, 5, 9, 22, 41, 8],
+        vec![7, 7, 30],
+        vec![12, 1, 44, 2, 19],
+    ]
 }
 
 #[test]
@@ -43,9 +56,20 @@ fn every_trainable_tensor_gets_a_nonzero_gradient() {
         let vars = model.train_all().unwrap();
         let grads = loss(&model, &rows()).unwrap().backward().unwrap();
         for (name, var) in &vars {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{variant}: no gradient for {name}"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(norm > 0.0 && norm.is_finite(), "{variant}: gradient of {name} is {norm}");
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{variant}: no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{variant}: gradient of {name} is {norm}"
+            );
         }
     }
 }
@@ -53,20 +77,38 @@ fn every_trainable_tensor_gets_a_nonzero_gradient() {
 #[test]
 fn lora_trains_only_adapters_and_all_of_them() {
     let mut model = Llama::random(tiny("untied"), 2, &Device::Cpu).unwrap();
-    let mut cfg = LoraConfig { rank: 4, alpha: 8.0, ..LoraConfig::default() };
+    let mut cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        ..LoraConfig::default()
+    };
     cfg.targets.push("lm_head".into());
     let vars = model.add_lora(&cfg, 3).unwrap();
     assert_eq!(vars.len(), 2 * (7 * 2 + 1));
     // B starts at zero, which zeroes A's gradient; give B a value as after a first step.
     for (name, var) in &vars {
         if name.contains("lora_B") {
-            var.set(&(Tensor::ones(var.shape(), DType::F32, &Device::Cpu).unwrap() * 0.01).unwrap()).unwrap();
+            var.set(
+                &(Tensor::ones(var.shape(), DType::F32, &Device::Cpu).unwrap() * 0.01).unwrap(),
+            )
+            .unwrap();
         }
     }
     let grads = loss(&model, &rows()).unwrap().backward().unwrap();
     for (name, var) in &vars {
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{name}");
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(
+            g.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0,
+            "{name}"
+        );
     }
     // The frozen base receives no gradient at all.
     for (name, t) in model.named_tensors() {
@@ -79,17 +121,42 @@ fn lora_trains_only_adapters_and_all_of_them() {
 #[test]
 fn lora_merge_preserves_the_function() {
     let mut model = Llama::random(tiny("llama"), 4, &Device::Cpu).unwrap();
-    let vars = model.add_lora(&LoraConfig { rank: 2, alpha: 4.0, ..LoraConfig::default() }, 5).unwrap();
+    let vars = model
+        .add_lora(
+            &LoraConfig {
+                rank: 2,
+                alpha: 4.0,
+                ..LoraConfig::default()
+            },
+            5,
+        )
+        .unwrap();
     for (_, var) in &vars {
         let noise = Tensor::randn(0f32, 0.05, var.shape(), &Device::Cpu).unwrap();
         var.set(&noise).unwrap();
     }
     let batch = Batch::left_padded(&rows(), 0, &Device::Cpu).unwrap();
-    let before = model.forward(&batch.tokens, &batch.positions, &batch.mask).unwrap();
+    let before = model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
     model.merge_lora().unwrap();
-    assert!(model.named_tensors().iter().all(|(n, _)| !n.contains("lora_")));
-    let after = model.forward(&batch.tokens, &batch.positions, &batch.mask).unwrap();
-    let diff = (before - after).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(
+        model
+            .named_tensors()
+            .iter()
+            .all(|(n, _)| !n.contains("lora_"))
+    );
+    let after = model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let diff = (before - after)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(diff < 1e-5, "merged model differs by {diff}");
 }
 
@@ -106,19 +173,29 @@ fn gradient_matches_finite_differences() {
     let eps = 1e-5;
     let mut checked = 0;
     for (name, var) in vars.iter().step_by(3) {
-        let analytic: Vec<f64> = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let analytic: Vec<f64> = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let original: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         // The entry with the largest gradient and one fixed entry.
-        let biggest = (0..analytic.len()).max_by(|&a, &b| analytic[a].abs().total_cmp(&analytic[b].abs())).unwrap();
+        let biggest = (0..analytic.len())
+            .max_by(|&a, &b| analytic[a].abs().total_cmp(&analytic[b].abs()))
+            .unwrap();
         for index in [biggest, original.len() / 2] {
             let eval = |delta: f64| {
                 let mut data = original.clone();
                 data[index] += delta;
-                var.set(&Tensor::from_vec(data, var.shape(), &device).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(data, var.shape(), &device).unwrap())
+                    .unwrap();
                 loss(&model, &rows).unwrap().to_scalar::<f64>().unwrap()
             };
             let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
-            var.set(&Tensor::from_vec(original.clone(), var.shape(), &device).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(original.clone(), var.shape(), &device).unwrap())
+                .unwrap();
             let tol = 1e-6 + 1e-4 * numeric.abs().max(analytic[index].abs());
             assert!(
                 (numeric - analytic[index]).abs() < tol,
@@ -132,7 +209,14 @@ fn gradient_matches_finite_differences() {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -142,7 +226,9 @@ fn kv_cache_decoding_equals_full_recompute() {
         let rows = rows();
         let full = Batch::left_padded(&rows, 0, &Device::Cpu).unwrap();
         let (b, t) = full.dims().unwrap();
-        let reference = model.forward(&full.tokens, &full.positions, &full.mask).unwrap(); // (B, T, V)
+        let reference = model
+            .forward(&full.tokens, &full.positions, &full.mask)
+            .unwrap(); // (B, T, V)
         // Prefill the first 4 slots, then decode one slot at a time, with fused kernels.
         let fast = model.detached();
         let mut cache = KvCache::new(&model.cfg, b, t, DType::F32, &Device::Cpu).unwrap();
@@ -151,7 +237,9 @@ fn kv_cache_decoding_equals_full_recompute() {
             let tokens = full.tokens.narrow(1, start, len).unwrap();
             let positions = full.positions.narrow(1, start, len).unwrap();
             let mask = attention_mask(&full.pads, start, len, &Device::Cpu).unwrap();
-            let hidden = fast.forward_hidden(&tokens, &positions, &mask, Some(&mut cache)).unwrap();
+            let hidden = fast
+                .forward_hidden(&tokens, &positions, &mask, Some(&mut cache))
+                .unwrap();
             fast.logits(&hidden).unwrap()
         };
         let got = step(0, prefill);
@@ -159,7 +247,10 @@ fn kv_cache_decoding_equals_full_recompute() {
             // Compare only real (non-pad) query positions.
             for pos in full.pads[row].max(0)..prefill {
                 if pos >= full.pads[row] {
-                    let d = max_diff(&got.get(row).unwrap().get(pos).unwrap(), &reference.get(row).unwrap().get(pos).unwrap());
+                    let d = max_diff(
+                        &got.get(row).unwrap().get(pos).unwrap(),
+                        &reference.get(row).unwrap().get(pos).unwrap(),
+                    );
                     assert!(d < 1e-4, "{variant}: prefill row {row} pos {pos}: {d}");
                 }
             }
@@ -167,7 +258,10 @@ fn kv_cache_decoding_equals_full_recompute() {
         for pos in prefill..t {
             let got = step(pos, 1);
             for row in 0..b {
-                let d = max_diff(&got.get(row).unwrap().get(0).unwrap(), &reference.get(row).unwrap().get(pos).unwrap());
+                let d = max_diff(
+                    &got.get(row).unwrap().get(0).unwrap(),
+                    &reference.get(row).unwrap().get(pos).unwrap(),
+                );
                 assert!(d < 1e-4, "{variant}: decode row {row} pos {pos}: {d}");
             }
         }
@@ -180,13 +274,25 @@ fn left_padded_batch_equals_rows_alone() {
     let rows = rows();
     let batch = Batch::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let (_, t) = batch.dims().unwrap();
-    let logits = model.forward(&batch.tokens, &batch.positions, &batch.mask).unwrap();
-    let lp = token_log_probs(&logits.narrow(1, 0, t - 1).unwrap(), &batch.tokens.narrow(1, 1, t - 1).unwrap()).unwrap();
+    let logits = model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let lp = token_log_probs(
+        &logits.narrow(1, 0, t - 1).unwrap(),
+        &batch.tokens.narrow(1, 1, t - 1).unwrap(),
+    )
+    .unwrap();
     for (i, row) in rows.iter().enumerate() {
         let alone = Batch::left_padded(std::slice::from_ref(row), 0, &Device::Cpu).unwrap();
         let n = row.len();
-        let l = model.forward(&alone.tokens, &alone.positions, &alone.mask).unwrap();
-        let lp_alone = token_log_probs(&l.narrow(1, 0, n - 1).unwrap(), &alone.tokens.narrow(1, 1, n - 1).unwrap()).unwrap();
+        let l = model
+            .forward(&alone.tokens, &alone.positions, &alone.mask)
+            .unwrap();
+        let lp_alone = token_log_probs(
+            &l.narrow(1, 0, n - 1).unwrap(),
+            &alone.tokens.narrow(1, 1, n - 1).unwrap(),
+        )
+        .unwrap();
         let batched = lp.get(i).unwrap().narrow(0, t - n, n - 1).unwrap();
         let d = max_diff(&batched, &lp_alone.get(0).unwrap());
         assert!(d < 1e-5, "row {i}: {d}");
@@ -197,15 +303,31 @@ fn left_padded_batch_equals_rows_alone() {
 fn fused_and_differentiable_paths_agree() {
     let model = Llama::random(tiny("qwen3"), 9, &Device::Cpu).unwrap();
     let batch = Batch::left_padded(&rows(), 0, &Device::Cpu).unwrap();
-    let slow = model.forward(&batch.tokens, &batch.positions, &batch.mask).unwrap();
-    let fast = model.detached().forward(&batch.tokens, &batch.positions, &batch.mask).unwrap();
+    let slow = model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let fast = model
+        .detached()
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
     assert!(max_diff(&slow, &fast) < 1e-4);
     // Shared storage: the detached copy sees later updates to the trainable weights.
     let mut trained = model.clone();
     let vars = trained.train_all().unwrap();
     let mut det = trained.detached();
     assert_eq!(vars[0].0, "model.embed_tokens.weight");
-    vars[0].1.set(&vars[0].1.as_tensor().zeros_like().unwrap()).unwrap();
+    vars[0]
+        .1
+        .set(&vars[0].1.as_tensor().zeros_like().unwrap())
+        .unwrap();
     let emb = det.named_tensors()[0].1.clone();
-    assert_eq!(emb.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(
+        emb.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
 }

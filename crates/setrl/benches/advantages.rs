@@ -11,9 +11,17 @@ const SAMPLED_SETS: usize = 16;
 
 /// A group shaped like real training data: 0/1 rewards, a few strategies, some degenerate.
 fn group(big_n: usize) -> Group {
-    let rewards = (0..big_n).map(|i| if (i * 7) % 3 == 0 { 0.0 } else { 1.0 }).collect();
+    let rewards = (0..big_n)
+        .map(|i| if (i * 7) % 3 == 0 { 0.0 } else { 1.0 })
+        .collect();
     let strategies = (0..big_n)
-        .map(|i| if i % 11 == 5 { Strategy::Degenerate } else { Strategy::Cluster((i * 5 % 13) as i64) })
+        .map(|i| {
+            if i % 11 == 5 {
+                Strategy::Degenerate
+            } else {
+                Strategy::Cluster((i * 5 % 13) as i64)
+            }
+        })
         .collect();
     Group::new(rewards, strategies).expect("valid benchmark group")
 }
@@ -28,11 +36,28 @@ fn bench(c: &mut Criterion) {
         });
         if enumerate(&Objective::Polychromatic, &group, n, DEFAULT_MAX_SETS).is_ok() {
             g.bench_with_input(BenchmarkId::new("enumerate", &label), &group, |b, grp| {
-                b.iter(|| enumerate(&Objective::Polychromatic, black_box(grp), n, DEFAULT_MAX_SETS).unwrap())
+                b.iter(|| {
+                    enumerate(
+                        &Objective::Polychromatic,
+                        black_box(grp),
+                        n,
+                        DEFAULT_MAX_SETS,
+                    )
+                    .unwrap()
+                })
             });
         }
         g.bench_with_input(BenchmarkId::new("sampled-16", &label), &group, |b, grp| {
-            b.iter(|| sampled(&Objective::Polychromatic, black_box(grp), n, SAMPLED_SETS, 7).unwrap())
+            b.iter(|| {
+                sampled(
+                    &Objective::Polychromatic,
+                    black_box(grp),
+                    n,
+                    SAMPLED_SETS,
+                    7,
+                )
+                .unwrap()
+            })
         });
     }
     g.finish();

@@ -13,18 +13,30 @@ pub fn grpo(group: &Group) -> Advantages {
     let mean = group.mean_reward();
     let n = group.len();
     let std = if n > 1 {
-        (group.rewards().iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        (group
+            .rewards()
+            .iter()
+            .map(|r| (r - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1) as f64)
+            .sqrt()
     } else {
         0.0
     };
     let scale = 1.0 / (std + GRPO_STD_EPSILON);
-    Advantages { advantages: group.rewards().iter().map(|r| (r - mean) * scale).collect(), baseline: mean }
+    Advantages {
+        advantages: group.rewards().iter().map(|r| (r - mean) * scale).collect(),
+        baseline: mean,
+    }
 }
 
 /// Dr.GRPO: r_i − mean r, without the standard-deviation normalisation.
 pub fn drgrpo(group: &Group) -> Advantages {
     let mean = group.mean_reward();
-    Advantages { advantages: group.rewards().iter().map(|r| r - mean).collect(), baseline: mean }
+    Advantages {
+        advantages: group.rewards().iter().map(|r| r - mean).collect(),
+        baseline: mean,
+    }
 }
 
 /// Additive diversity bonus: score_i = r_i + λ·div_i, where div_i is the fraction of the
@@ -52,5 +64,8 @@ pub fn diversity_bonus(group: &Group, lambda: f64) -> Advantages {
         })
         .collect();
     let mean = scores.iter().sum::<f64>() / n as f64;
-    Advantages { advantages: scores.iter().map(|s| s - mean).collect(), baseline: mean }
+    Advantages {
+        advantages: scores.iter().map(|s| s - mean).collect(),
+        baseline: mean,
+    }
 }

@@ -26,7 +26,12 @@ pub fn enumerate<O: SetObjective + ?Sized>(
     let big_n = group.len();
     let sets = binomial_f64(big_n, set_size);
     if sets > max_sets as f64 {
-        return Err(SetRlError::TooManySets { group_size: big_n, set_size, sets, limit: max_sets });
+        return Err(SetRlError::TooManySets {
+            group_size: big_n,
+            set_size,
+            sets,
+            limit: max_sets,
+        });
     }
     let mut total = 0.0;
     let mut containing = vec![0.0; big_n];
@@ -44,8 +49,14 @@ pub fn enumerate<O: SetObjective + ?Sized>(
     let baseline = total / sets;
     // Each generation lies in C(N − 1, n − 1) = n/N · C(N, n) sets.
     let per_generation = sets * set_size as f64 / big_n as f64;
-    let advantages = containing.iter().map(|s| s / per_generation - baseline).collect();
-    Ok(Advantages { advantages, baseline })
+    let advantages = containing
+        .iter()
+        .map(|s| s / per_generation - baseline)
+        .collect();
+    Ok(Advantages {
+        advantages,
+        baseline,
+    })
 }
 
 /// Advances `members` (ascending indices into 0..n_items) to the next combination in
@@ -75,6 +86,16 @@ mod tests {
         while next_combination(&mut members, 4) {
             seen.push(members.clone());
         }
-        assert_eq!(seen, vec![vec![0, 1], vec![0, 2], vec![0, 3], vec![1, 2], vec![1, 3], vec![2, 3]]);
+        assert_eq!(
+            seen,
+            vec![
+                vec![0, 1],
+                vec![0, 2],
+                vec![0, 3],
+                vec![1, 2],
+                vec![1, 3],
+                vec![2, 3]
+            ]
+        );
     }
 }

@@ -28,7 +28,9 @@ pub enum SetRlError {
         value: f64,
     },
     /// The set size must satisfy 1 <= n <= N.
-    #[error("set size {set_size} is invalid for a group of {group_size}: use 1 <= n <= {group_size}")]
+    #[error(
+        "set size {set_size} is invalid for a group of {group_size}: use 1 <= n <= {group_size}"
+    )]
     InvalidSetSize {
         /// The requested set size n.
         set_size: usize,
@@ -54,7 +56,9 @@ pub enum SetRlError {
     #[error("the sampled estimator needs at least one set per generation (got 0)")]
     NoSampledSets,
     /// pass@k needs 0 <= correct <= samples and 1 <= k <= samples.
-    #[error("pass@{k} with {correct} correct out of {samples} samples is undefined: need correct <= samples and 1 <= k <= samples")]
+    #[error(
+        "pass@{k} with {correct} correct out of {samples} samples is undefined: need correct <= samples and 1 <= k <= samples"
+    )]
     InvalidPassAtK {
         /// Number of samples drawn.
         samples: usize,

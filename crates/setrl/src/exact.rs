@@ -29,8 +29,19 @@ impl Objective {
 fn mean(group: &Group, n: usize) -> Advantages {
     let big_n = group.len();
     let r_bar = group.mean_reward();
-    let scale = if big_n > 1 { (big_n - n) as f64 / (n * (big_n - 1)) as f64 } else { 0.0 };
-    Advantages { advantages: group.rewards().iter().map(|r| scale * (r - r_bar)).collect(), baseline: r_bar }
+    let scale = if big_n > 1 {
+        (big_n - n) as f64 / (n * (big_n - 1)) as f64
+    } else {
+        0.0
+    };
+    Advantages {
+        advantages: group
+            .rewards()
+            .iter()
+            .map(|r| scale * (r - r_bar))
+            .collect(),
+        baseline: r_bar,
+    }
 }
 
 /// Max objective, by rank: in descending reward order, the k-th generation (1-based) is the
@@ -75,13 +86,20 @@ fn max(group: &Group, n: usize) -> Advantages {
     let mut above = 0.0; // Σ_{k < rank} s_k w_k
     for (rank, &i) in order.iter().enumerate() {
         let r_i = rewards[i];
-        let conditional = if n == 1 { r_i } else { above + r_i * tail[rank] };
+        let conditional = if n == 1 {
+            r_i
+        } else {
+            above + r_i * tail[rank]
+        };
         advantages[i] = conditional - baseline;
         if rank < others {
             above += sorted[rank] * weights[rank];
         }
     }
-    Advantages { advantages, baseline }
+    Advantages {
+        advantages,
+        baseline,
+    }
 }
 
 /// Polychromatic objective f(S) = (1/n²) Σ_{j∈S} Σ_c r_j · 1[S ∩ G_c ≠ ∅].
@@ -109,12 +127,21 @@ fn polychromatic(group: &Group, n: usize) -> Advantages {
     let big_nf = big_n as f64;
     let cf = num_clusters as f64;
     // q = P(j ∈ S | i ∈ S) for j ≠ i; irrelevant (no j ≠ i) when N = 1.
-    let q = if big_n > 1 { (n - 1) as f64 / (big_n - 1) as f64 } else { 0.0 };
+    let q = if big_n > 1 {
+        (n - 1) as f64 / (big_n - 1) as f64
+    } else {
+        0.0
+    };
 
-    let u: Vec<f64> = size.iter().map(|&g| avoid_ratio(big_n - 1, g, n - 1)).collect();
+    let u: Vec<f64> = size
+        .iter()
+        .map(|&g| avoid_ratio(big_n - 1, g, n - 1))
+        .collect();
     let h: Vec<f64> = u.iter().map(|u| nf / big_nf * u).collect();
     let v: Vec<f64> = if n >= 2 {
-        size.iter().map(|&g| avoid_ratio(big_n - 2, g, n - 2) * q).collect()
+        size.iter()
+            .map(|&g| avoid_ratio(big_n - 2, g, n - 2) * q)
+            .collect()
     } else {
         vec![0.0; num_clusters]
     };
@@ -147,9 +174,13 @@ fn polychromatic(group: &Group, n: usize) -> Advantages {
             // j = i: S meets every cluster but those it misses; i's own cluster always.
             let own_term = r_i * (cf - sum_u + u_own);
             // j ≠ i: clusters holding i or j are always met; the others are missed with v_c.
-            let others_term = (total_reward - r_i) * (cf * q - sum_v + v_own) + sum_vr - v_own * r_own;
+            let others_term =
+                (total_reward - r_i) * (cf * q - sum_v + v_own) + sum_vr - v_own * r_own;
             norm * (own_term + others_term) - baseline
         })
         .collect();
-    Advantages { advantages, baseline }
+    Advantages {
+        advantages,
+        baseline,
+    }
 }

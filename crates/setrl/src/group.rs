@@ -36,7 +36,10 @@ impl Group {
             return Err(SetRlError::EmptyGroup);
         }
         if rewards.len() != strategies.len() {
-            return Err(SetRlError::LengthMismatch { rewards: rewards.len(), clusters: strategies.len() });
+            return Err(SetRlError::LengthMismatch {
+                rewards: rewards.len(),
+                clusters: strategies.len(),
+            });
         }
         if let Some((index, &value)) = rewards.iter().enumerate().find(|(_, r)| !r.is_finite()) {
             return Err(SetRlError::NonFiniteReward { index, value });
@@ -58,7 +61,12 @@ impl Group {
                 Strategy::Degenerate => None,
             })
             .collect();
-        Ok(Self { rewards, strategies, cluster_index, num_clusters: ids.len() })
+        Ok(Self {
+            rewards,
+            strategies,
+            cluster_index,
+            num_clusters: ids.len(),
+        })
     }
 
     /// A group whose generations all share one cluster: for objectives that ignore strategy
@@ -112,7 +120,10 @@ impl Group {
     /// [`SetRlError::InvalidSetSize`].
     pub fn check_set_size(&self, set_size: usize) -> Result<()> {
         if set_size == 0 || set_size > self.len() {
-            return Err(SetRlError::InvalidSetSize { set_size, group_size: self.len() });
+            return Err(SetRlError::InvalidSetSize {
+                set_size,
+                group_size: self.len(),
+            });
         }
         Ok(())
     }

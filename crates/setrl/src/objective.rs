@@ -38,7 +38,10 @@ impl SetObjective for Objective {
         let n = members.len() as f64;
         match self {
             Objective::Mean => members.iter().map(|&j| rewards[j]).sum::<f64>() / n,
-            Objective::Max => members.iter().map(|&j| rewards[j]).fold(f64::NEG_INFINITY, f64::max),
+            Objective::Max => members
+                .iter()
+                .map(|&j| rewards[j])
+                .fold(f64::NEG_INFINITY, f64::max),
             Objective::Polychromatic => {
                 let mean = members.iter().map(|&j| rewards[j]).sum::<f64>() / n;
                 mean * distinct_clusters(group, members) as f64 / n

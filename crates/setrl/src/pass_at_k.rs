@@ -10,11 +10,17 @@ use crate::error::{Result, SetRlError};
 /// [`SetRlError::InvalidPassAtK`] unless correct <= samples and 1 <= k <= samples.
 pub fn pass_at_k(samples: usize, correct: usize, k: usize) -> Result<f64> {
     if correct > samples || k == 0 || k > samples {
-        return Err(SetRlError::InvalidPassAtK { samples, correct, k });
+        return Err(SetRlError::InvalidPassAtK {
+            samples,
+            correct,
+            k,
+        });
     }
     if samples - correct < k {
         return Ok(1.0);
     }
-    let miss: f64 = (samples - correct + 1..=samples).map(|i| 1.0 - k as f64 / i as f64).product();
+    let miss: f64 = (samples - correct + 1..=samples)
+        .map(|i| 1.0 - k as f64 / i as f64)
+        .product();
     Ok(1.0 - miss)
 }

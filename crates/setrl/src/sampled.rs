@@ -52,5 +52,8 @@ pub fn sampled<O: SetObjective + ?Sized>(
         })
         .collect();
     let baseline = conditional.iter().sum::<f64>() / big_n as f64;
-    Ok(Advantages { advantages: conditional.iter().map(|m| m - baseline).collect(), baseline })
+    Ok(Advantages {
+        advantages: conditional.iter().map(|m| m - baseline).collect(),
+        baseline,
+    })
 }

@@ -12,8 +12,14 @@ fn grpo_normalises_by_sample_std() {
     assert!((adv.advantages[1] - expected[1]).abs() < 1e-12);
     assert_eq!(adv.baseline, 0.25);
     // Equal rewards: no signal, and no NaN.
-    assert_eq!(grpo(&Group::unlabelled(vec![1.0; 5]).unwrap()).advantages, vec![0.0; 5]);
-    assert_eq!(grpo(&Group::unlabelled(vec![0.3]).unwrap()).advantages, vec![0.0]);
+    assert_eq!(
+        grpo(&Group::unlabelled(vec![1.0; 5]).unwrap()).advantages,
+        vec![0.0; 5]
+    );
+    assert_eq!(
+        grpo(&Group::unlabelled(vec![0.3]).unwrap()).advantages,
+        vec![0.0]
+    );
 }
 
 #[test]
@@ -27,7 +33,12 @@ fn drgrpo_only_centres() {
 fn diversity_bonus_counts_other_clusters() {
     let group = Group::new(
         vec![1.0, 1.0, 0.0, 0.0],
-        vec![Strategy::Cluster(5), Strategy::Cluster(5), Strategy::Cluster(9), Strategy::Degenerate],
+        vec![
+            Strategy::Cluster(5),
+            Strategy::Cluster(5),
+            Strategy::Cluster(9),
+            Strategy::Degenerate,
+        ],
     )
     .unwrap();
     let adv = diversity_bonus(&group, 0.5);
@@ -39,7 +50,10 @@ fn diversity_bonus_counts_other_clusters() {
     }
     assert!((adv.baseline - mean).abs() < 1e-12);
     // λ = 0 is Dr.GRPO.
-    assert_eq!(diversity_bonus(&group, 0.0).advantages, drgrpo(&group).advantages);
+    assert_eq!(
+        diversity_bonus(&group, 0.0).advantages,
+        drgrpo(&group).advantages
+    );
 }
 
 /// pass@k by definition: the fraction of k-subsets of the samples holding a correct one.
@@ -64,14 +78,26 @@ fn pass_at_k_matches_enumeration() {
             for k in 1..=samples {
                 let fast = pass_at_k(samples, correct, k).unwrap();
                 let brute = pass_at_k_brute(samples, correct, k);
-                assert!((fast - brute).abs() < 1e-12, "n={samples} c={correct} k={k}: {fast} vs {brute}");
+                assert!(
+                    (fast - brute).abs() < 1e-12,
+                    "n={samples} c={correct} k={k}: {fast} vs {brute}"
+                );
             }
         }
     }
     // Large n: no overflow, sensible value.
     let p = pass_at_k(4096, 10, 1024).unwrap();
     assert!(p > 0.9 && p < 1.0);
-    assert!(matches!(pass_at_k(4, 5, 1), Err(SetRlError::InvalidPassAtK { .. })));
-    assert!(matches!(pass_at_k(4, 1, 0), Err(SetRlError::InvalidPassAtK { .. })));
-    assert!(matches!(pass_at_k(4, 1, 5), Err(SetRlError::InvalidPassAtK { .. })));
+    assert!(matches!(
+        pass_at_k(4, 5, 1),
+        Err(SetRlError::InvalidPassAtK { .. })
+    ));
+    assert!(matches!(
+        pass_at_k(4, 1, 0),
+        Err(SetRlError::InvalidPassAtK { .. })
+    ));
+    assert!(matches!(
+        pass_at_k(4, 1, 5),
+        Err(SetRlError::InvalidPassAtK { .. })
+    ));
 }

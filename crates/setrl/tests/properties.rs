@@ -19,7 +19,13 @@ fn label() -> impl Strategy<Value = Label> {
 /// A group of 1..=12 generations with a set size in 1..=N.
 fn group_and_set_size() -> impl Strategy<Value = (Group, usize)> {
     (1usize..=12)
-        .prop_flat_map(|n| (prop::collection::vec(reward(), n), prop::collection::vec(label(), n), 1..=n))
+        .prop_flat_map(|n| {
+            (
+                prop::collection::vec(reward(), n),
+                prop::collection::vec(label(), n),
+                1..=n,
+            )
+        })
         .prop_map(|(r, c, k)| (Group::new(r, c).unwrap(), k))
 }
 
@@ -109,10 +115,21 @@ proptest! {
 fn sampled_estimator_is_unbiased() {
     let group = Group::new(
         vec![1.0, 0.0, 1.0, 1.0, 0.5, 0.0, 1.0, 0.2, 0.9, 1.0],
-        [Some(0), Some(0), Some(1), None, Some(2), Some(1), Some(0), Some(3), Some(2), Some(0)]
-            .iter()
-            .map(|c| c.map_or(Label::Degenerate, Label::Cluster))
-            .collect(),
+        [
+            Some(0),
+            Some(0),
+            Some(1),
+            None,
+            Some(2),
+            Some(1),
+            Some(0),
+            Some(3),
+            Some(2),
+            Some(0),
+        ]
+        .iter()
+        .map(|c| c.map_or(Label::Degenerate, Label::Cluster))
+        .collect(),
     )
     .unwrap();
     let n = 4;
@@ -130,14 +147,22 @@ fn sampled_estimator_is_unbiased() {
     for i in 0..group.len() {
         let stderr = ((sq[i] - mean[i].powi(2)).max(0.0) / seeds as f64).sqrt();
         let err = (mean[i] - exact.advantages[i]).abs();
-        assert!(err < 5.0 * stderr + 1e-12, "generation {i}: mean {} vs exact {} (stderr {stderr})", mean[i], exact.advantages[i]);
+        assert!(
+            err < 5.0 * stderr + 1e-12,
+            "generation {i}: mean {} vs exact {} (stderr {stderr})",
+            mean[i],
+            exact.advantages[i]
+        );
     }
     // A single estimate is noisy but not degenerate: it varies with the seed.
     let a = sampled(&Objective::Polychromatic, &group, n, 2, 1).unwrap();
     let b = sampled(&Objective::Polychromatic, &group, n, 2, 2).unwrap();
     assert_ne!(a.advantages, b.advantages);
     // And it is reproducible for a fixed seed.
-    assert_eq!(a, sampled(&Objective::Polychromatic, &group, n, 2, 1).unwrap());
+    assert_eq!(
+        a,
+        sampled(&Objective::Polychromatic, &group, n, 2, 1).unwrap()
+    );
 }
 
 #[test]
@@ -151,7 +176,10 @@ fn sampled_accepts_user_closures() {
     let brute = enumerate(&range, &group, 3, DEFAULT_MAX_SETS).unwrap();
     let mut mean = vec![0.0; 5];
     for seed in 0..400 {
-        for (m, a) in mean.iter_mut().zip(sampled(&range, &group, 3, 8, seed).unwrap().advantages) {
+        for (m, a) in mean
+            .iter_mut()
+            .zip(sampled(&range, &group, 3, 8, seed).unwrap().advantages)
+        {
             *m += a / 400.0;
         }
     }
@@ -163,9 +191,17 @@ fn sampled_accepts_user_closures() {
 #[test]
 fn closed_forms_are_stable_at_large_n() {
     for &big_n in &[1024usize, 4096] {
-        let rewards: Vec<f64> = (0..big_n).map(|i| ((i * 7919) % 101) as f64 / 100.0).collect();
+        let rewards: Vec<f64> = (0..big_n)
+            .map(|i| ((i * 7919) % 101) as f64 / 100.0)
+            .collect();
         let strategies: Vec<Label> = (0..big_n)
-            .map(|i| if i % 13 == 0 { Label::Degenerate } else { Label::Cluster((i % 37) as i64) })
+            .map(|i| {
+                if i % 13 == 0 {
+                    Label::Degenerate
+                } else {
+                    Label::Cluster((i % 37) as i64)
+                }
+            })
             .collect();
         let group = Group::new(rewards.clone(), strategies).unwrap();
         for n in [2, 16, big_n / 2, big_n - 1] {
@@ -177,11 +213,21 @@ fn closed_forms_are_stable_at_large_n() {
             }
         }
         // All-distinct clusters at large N still reduce to the scaled Dr.GRPO form.
-        let distinct = Group::new(rewards.clone(), (0..big_n as i64).map(Label::Cluster).collect()).unwrap();
+        let distinct = Group::new(
+            rewards.clone(),
+            (0..big_n as i64).map(Label::Cluster).collect(),
+        )
+        .unwrap();
         let n = big_n / 4;
         let r_bar = rewards.iter().sum::<f64>() / big_n as f64;
         let scale = (big_n - n) as f64 / (n * (big_n - 1)) as f64;
-        for (a, r) in Objective::Polychromatic.exact(&distinct, n).unwrap().advantages.iter().zip(&rewards) {
+        for (a, r) in Objective::Polychromatic
+            .exact(&distinct, n)
+            .unwrap()
+            .advantages
+            .iter()
+            .zip(&rewards)
+        {
             assert!((a - scale * (r - r_bar)).abs() < 1e-12);
         }
     }
@@ -192,24 +238,47 @@ fn bad_input_is_refused_with_typed_errors() {
     assert_eq!(Group::new(vec![], vec![]), Err(SetRlError::EmptyGroup));
     assert_eq!(
         Group::new(vec![1.0, 0.0], vec![Label::Degenerate]),
-        Err(SetRlError::LengthMismatch { rewards: 2, clusters: 1 })
+        Err(SetRlError::LengthMismatch {
+            rewards: 2,
+            clusters: 1
+        })
     );
     assert!(matches!(
         Group::unlabelled(vec![1.0, f64::NAN]),
         Err(SetRlError::NonFiniteReward { index: 1, .. })
     ));
-    assert!(matches!(Group::unlabelled(vec![f64::INFINITY]), Err(SetRlError::NonFiniteReward { index: 0, .. })));
+    assert!(matches!(
+        Group::unlabelled(vec![f64::INFINITY]),
+        Err(SetRlError::NonFiniteReward { index: 0, .. })
+    ));
     let group = Group::unlabelled(vec![1.0, 0.0, 1.0]).unwrap();
     for n in [0, 4] {
         assert_eq!(
             Objective::Mean.exact(&group, n),
-            Err(SetRlError::InvalidSetSize { set_size: n, group_size: 3 })
+            Err(SetRlError::InvalidSetSize {
+                set_size: n,
+                group_size: 3
+            })
         );
-        assert!(matches!(sampled(&Objective::Max, &group, n, 4, 0), Err(SetRlError::InvalidSetSize { .. })));
+        assert!(matches!(
+            sampled(&Objective::Max, &group, n, 4, 0),
+            Err(SetRlError::InvalidSetSize { .. })
+        ));
     }
-    assert_eq!(sampled(&Objective::Max, &group, 2, 0, 0), Err(SetRlError::NoSampledSets));
+    assert_eq!(
+        sampled(&Objective::Max, &group, 2, 0, 0),
+        Err(SetRlError::NoSampledSets)
+    );
     let big = Group::unlabelled(vec![0.5; 64]).unwrap();
     let err = enumerate(&Objective::Mean, &big, 8, 1_000_000).unwrap_err();
-    assert!(matches!(err, SetRlError::TooManySets { group_size: 64, set_size: 8, limit: 1_000_000, .. }));
+    assert!(matches!(
+        err,
+        SetRlError::TooManySets {
+            group_size: 64,
+            set_size: 8,
+            limit: 1_000_000,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("sampled estimator"), "{err}");
 }

@@ -24,7 +24,10 @@ fn closed_forms_and_enumeration_reproduce_reference_values() {
         let expected: Vec<f64> = serde_json::from_value(case["advantages"].clone()).unwrap();
         let n = case["set_size"].as_u64().unwrap() as usize;
         let objective = objective(case["objective"].as_str().unwrap());
-        let strategies = clusters.iter().map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster)).collect();
+        let strategies = clusters
+            .iter()
+            .map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster))
+            .collect();
         let group = Group::new(rewards, strategies).unwrap();
         let exact = objective.exact(&group, n).unwrap();
         let brute = enumerate(&objective, &group, n, DEFAULT_MAX_SETS).unwrap();

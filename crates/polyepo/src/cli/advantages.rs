@@ -33,12 +33,16 @@ pub struct BadInput {
 pub fn run(args: &AdvantagesArgs) -> Result<()> {
     let (reader, source_name): (Box<dyn BufRead>, String) = match &args.file {
         Some(path) if path.as_os_str() != "-" => {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             (Box::new(BufReader::new(file)), path.display().to_string())
         }
         _ => (Box::new(std::io::stdin().lock()), "<stdin>".to_owned()),
     };
-    let options = RequestOptions { degenerate_id: args.degenerate_id, max_sets: args.max_sets };
+    let options = RequestOptions {
+        degenerate_id: args.degenerate_id,
+        max_sets: args.max_sets,
+    };
     let mut out = std::io::stdout().lock();
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
@@ -46,7 +50,11 @@ pub fn run(args: &AdvantagesArgs) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| BadInput { source_name: source_name.clone(), line: number, reason };
+        let bad = |reason: String| BadInput {
+            source_name: source_name.clone(),
+            line: number,
+            reason,
+        };
         let request = parse_request(&line).map_err(|e| bad(e.to_string()))?;
         let reply = request.compute(options).map_err(|e| bad(e.to_string()))?;
         serde_json::to_writer(&mut out, &reply)?;

@@ -60,7 +60,13 @@ pub fn attention_mask(pads: &[usize], past: usize, t: usize, device: &Device) ->
     let mut data = Vec::with_capacity(pads.len() * t * s);
     for &pad in pads {
         for i in 0..t {
-            data.extend((0..s).map(|j| if j <= past + i && j >= pad { 0.0 } else { MASKED }));
+            data.extend((0..s).map(|j| {
+                if j <= past + i && j >= pad {
+                    0.0
+                } else {
+                    MASKED
+                }
+            }));
         }
     }
     Tensor::from_vec(data, (pads.len(), 1, t, s), device)

@@ -15,12 +15,27 @@ pub struct KvCache {
 
 impl KvCache {
     /// Room for `capacity` positions of `batch` rows.
-    pub fn new(cfg: &LlamaConfig, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &LlamaConfig,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = (batch, cfg.num_key_value_heads, capacity, cfg.head_dim);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, dtype, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
+                ))
+            })
             .collect::<Result<_>>()?;
-        Ok(Self { layers, len: 0, capacity })
+        Ok(Self {
+            layers,
+            len: 0,
+            capacity,
+        })
     }
 
     /// Positions already cached.
@@ -37,15 +52,27 @@ impl KvCache {
     ///
     /// # Shapes
     /// k, v: (B, KV, T, D) → two (B, KV, len + T, D) views.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let t = k.dim(2)?;
         if self.len + t > self.capacity {
-            candle_core::bail!("KV cache overflow: {} + {t} positions exceed capacity {}", self.len, self.capacity);
+            candle_core::bail!(
+                "KV cache overflow: {} + {t} positions exceed capacity {}",
+                self.len,
+                self.capacity
+            );
         }
         let (kc, vc) = &self.layers[layer];
         kc.slice_set(&k.contiguous()?, 2, self.len)?;
         vc.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((kc.narrow(2, 0, self.len + t)?, vc.narrow(2, 0, self.len + t)?))
+        Ok((
+            kc.narrow(2, 0, self.len + t)?,
+            vc.narrow(2, 0, self.len + t)?,
+        ))
     }
 
     /// Marks `t` more positions as filled, once every layer has appended them.

@@ -81,7 +81,10 @@ impl LlamaConfig {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return Err(format!("{origin}: head_dim ({}) must be even for RoPE", self.head_dim));
+            return Err(format!(
+                "{origin}: head_dim ({}) must be even for RoPE",
+                self.head_dim
+            ));
         }
         Ok(())
     }
@@ -184,9 +187,15 @@ impl HfConfig {
         let rope_scaling = match &self.rope_scaling {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => {
-                let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("");
+                let kind = v
+                    .get("rope_type")
+                    .or_else(|| v.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
                 if kind != "llama3" {
-                    return Err(format!("unsupported rope_scaling type `{kind}`: only `llama3` is supported"));
+                    return Err(format!(
+                        "unsupported rope_scaling type `{kind}`: only `llama3` is supported"
+                    ));
                 }
                 Some(serde_json::from_value(v.clone()).map_err(|e| format!("rope_scaling: {e}"))?)
             }
@@ -199,7 +208,9 @@ impl HfConfig {
             num_hidden_layers: self.num_hidden_layers,
             num_attention_heads: self.num_attention_heads,
             num_key_value_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
+            head_dim: self
+                .head_dim
+                .unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
             rms_norm_eps: self.rms_norm_eps,
             rope_theta: self.rope_theta,
             rope_scaling,

@@ -64,11 +64,17 @@ pub type ModelResult<T> = std::result::Result<T, ModelError>;
 impl ModelError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A format error for `origin`.
     pub fn format(origin: impl std::fmt::Display, message: impl Into<String>) -> Self {
-        Self::Format { origin: origin.to_string(), message: message.into() }
+        Self::Format {
+            origin: origin.to_string(),
+            message: message.into(),
+        }
     }
 }

@@ -27,7 +27,11 @@ pub struct Linear {
 impl Linear {
     /// A plain layer.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias, lora: None }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// Output width.
@@ -65,7 +69,11 @@ impl Linear {
         Self {
             weight: self.weight.detach(),
             bias: self.bias.as_ref().map(Tensor::detach),
-            lora: self.lora.as_ref().map(|l| LoraAdapter { a: l.a.detach(), b: l.b.detach(), scale: l.scale }),
+            lora: self.lora.as_ref().map(|l| LoraAdapter {
+                a: l.a.detach(),
+                b: l.b.detach(),
+                scale: l.scale,
+            }),
         }
     }
 }

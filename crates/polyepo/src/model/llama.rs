@@ -81,10 +81,26 @@ impl Attention {
         fused: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let (h, kv, dh) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
-        let q = self.q_proj.forward(x)?.reshape((b, t, h, dh))?.transpose(1, 2)?; // (B, H, T, D)
-        let k = self.k_proj.forward(x)?.reshape((b, t, kv, dh))?.transpose(1, 2)?; // (B, KV, T, D)
-        let v = self.v_proj.forward(x)?.reshape((b, t, kv, dh))?.transpose(1, 2)?; // (B, KV, T, D)
+        let (h, kv, dh) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let q = self
+            .q_proj
+            .forward(x)?
+            .reshape((b, t, h, dh))?
+            .transpose(1, 2)?; // (B, H, T, D)
+        let k = self
+            .k_proj
+            .forward(x)?
+            .reshape((b, t, kv, dh))?
+            .transpose(1, 2)?; // (B, KV, T, D)
+        let v = self
+            .v_proj
+            .forward(x)?
+            .reshape((b, t, kv, dh))?
+            .transpose(1, 2)?; // (B, KV, T, D)
         let q = match &self.q_norm {
             Some(n) => n.forward(&q, fused)?,
             None => q,
@@ -106,8 +122,13 @@ impl Attention {
         let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?; // (B, KV, G·T, S)
         let scores = scores.reshape((b, h, t, s))?.broadcast_add(mask)?; // (B, H, T, S)
         let probs = softmax_last_dim(&scores, fused)?;
-        let out = probs.reshape((b, kv, cfg.group_size() * t, s))?.matmul(&v.contiguous()?)?; // (B, KV, G·T, D)
-        let out = out.reshape((b, h, t, dh))?.transpose(1, 2)?.reshape((b, t, h * dh))?; // (B, T, H·D)
+        let out = probs
+            .reshape((b, kv, cfg.group_size() * t, s))?
+            .matmul(&v.contiguous()?)?; // (B, KV, G·T, D)
+        let out = out
+            .reshape((b, h, t, dh))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * dh))?; // (B, T, H·D)
         self.o_proj.forward(&out)
     }
 }
@@ -133,13 +154,24 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let d = self.cfg.hidden_size;
-        let mut x = self.embed_tokens.index_select(&tokens.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, t, d))?;
         let (cos, sin) = self.rotary.tables(positions)?;
         let mask = mask.to_dtype(x.dtype())?;
         for (index, block) in self.layers.iter().enumerate() {
             let h = block.input_layernorm.forward(&x, self.fused)?;
             let layer_cache = cache.as_deref_mut().map(|c| (c, index));
-            let h = block.self_attn.forward(&self.cfg, &h, &cos, &sin, &mask, layer_cache, self.fused)?;
+            let h = block.self_attn.forward(
+                &self.cfg,
+                &h,
+                &cos,
+                &sin,
+                &mask,
+                layer_cache,
+                self.fused,
+            )?;
             x = (x + h)?;
             let h = block.post_attention_layernorm.forward(&x, self.fused)?;
             x = (x + block.mlp.forward(&h)?)?;
@@ -159,7 +191,10 @@ impl Llama {
             Some(head) => head.forward(hidden),
             None => {
                 let (b, t, d) = hidden.dims3()?;
-                hidden.reshape((b * t, d))?.matmul(&self.embed_tokens.t()?)?.reshape((b, t, self.cfg.vocab_size))
+                hidden
+                    .reshape((b * t, d))?
+                    .matmul(&self.embed_tokens.t()?)?
+                    .reshape((b, t, self.cfg.vocab_size))
             }
         }
     }
@@ -176,7 +211,10 @@ impl Llama {
     /// cache never holds on to a graph (DESIGN.md §3). Shares weight storage with `self`,
     /// so optimizer updates are visible without copying.
     pub fn detached(&self) -> Self {
-        let det_norm = |n: &RmsNorm| RmsNorm { weight: n.weight.detach(), eps: n.eps };
+        let det_norm = |n: &RmsNorm| RmsNorm {
+            weight: n.weight.detach(),
+            eps: n.eps,
+        };
         Self {
             cfg: self.cfg.clone(),
             embed_tokens: self.embed_tokens.detach(),

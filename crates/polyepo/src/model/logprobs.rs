@@ -5,7 +5,12 @@ use candle_core::{D, DType, Result, Tensor};
 /// log-sum-exp over the vocabulary, shifted by the (detached) max for stability.
 fn log_sum_exp(logits: &Tensor) -> Result<Tensor> {
     let max = logits.max_keepdim(D::Minus1)?.detach();
-    logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()?.broadcast_add(&max)
+    logits
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        .broadcast_add(&max)
 }
 
 /// Half-precision logits are widened for the log-sum-exp; f32 and f64 are kept.

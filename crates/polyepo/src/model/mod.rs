@@ -21,3 +21,8 @@ pub mod trainable;
 
 pub use batch::Batch;
 pub use trainable::{LoraConfig, NamedVar};
+pub mod tokenizer;
+pub use tokenizer::TextTokenizer;
+pub mod load;
+pub use load::{LoadedModel, load_model};
+pub mod chat;

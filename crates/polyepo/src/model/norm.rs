@@ -19,7 +19,9 @@ impl RmsNorm {
             let x = x.contiguous()?;
             return candle_nn::ops::rms_norm(&x, &self.weight, self.eps as f32);
         }
-        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
         x.broadcast_mul(&inv_rms)?.broadcast_mul(&self.weight)
     }
 }

@@ -16,8 +16,9 @@ impl Rotary {
     /// Tables for `cfg`, including Llama-3 frequency scaling when configured.
     pub fn new(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<Self> {
         let half = cfg.head_dim / 2;
-        let mut inv_freq: Vec<f64> =
-            (0..half).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64)).collect();
+        let mut inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64))
+            .collect();
         if let Some(s) = cfg.rope_scaling {
             let old = s.original_max_position_embeddings as f64;
             let low_wavelen = old / s.low_freq_factor;
@@ -27,7 +28,8 @@ impl Rotary {
                 if wavelen > low_wavelen {
                     *f /= s.factor;
                 } else if wavelen >= high_wavelen {
-                    let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                    let smooth = (old / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
                     *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
                 }
             }

@@ -30,16 +30,32 @@ impl Default for LoraConfig {
         Self {
             rank: 16,
             alpha: 32.0,
-            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-                .map(String::from)
-                .to_vec(),
+            targets: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
 
 /// Every module name LoRA can target.
-pub const LORA_TARGETS: [&str; 8] =
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"];
+pub const LORA_TARGETS: [&str; 8] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+];
 
 impl Llama {
     /// Makes every weight trainable (full fine-tuning) and returns them. The weights are
@@ -61,10 +77,16 @@ impl Llama {
         if cfg.rank == 0 {
             return Err(ModelError::format("lora", "`lora.rank` must be at least 1"));
         }
-        if let Some(bad) = cfg.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+        if let Some(bad) = cfg
+            .targets
+            .iter()
+            .find(|t| !LORA_TARGETS.contains(&t.as_str()))
+        {
             return Err(ModelError::format(
                 "lora",
-                format!("`lora.targets` holds unknown module `{bad}`; choose from {LORA_TARGETS:?}"),
+                format!(
+                    "`lora.targets` holds unknown module `{bad}`; choose from {LORA_TARGETS:?}"
+                ),
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -75,11 +97,19 @@ impl Llama {
         let mut add = |name: String, lin: &mut super::linear::Linear| -> ModelResult<()> {
             let (out, inp) = lin.weight.dims2()?;
             let bound = 1.0 / (inp as f32).sqrt();
-            let uniform = Uniform::new(-bound, bound).map_err(|e| ModelError::format("lora", e.to_string()))?;
-            let a: Vec<f32> = (0..cfg.rank * inp).map(|_| uniform.sample(&mut rng)).collect();
-            let a = Var::from_tensor(&Tensor::from_vec(a, (cfg.rank, inp), &device)?.to_dtype(dtype)?)?;
+            let uniform = Uniform::new(-bound, bound)
+                .map_err(|e| ModelError::format("lora", e.to_string()))?;
+            let a: Vec<f32> = (0..cfg.rank * inp)
+                .map(|_| uniform.sample(&mut rng))
+                .collect();
+            let a =
+                Var::from_tensor(&Tensor::from_vec(a, (cfg.rank, inp), &device)?.to_dtype(dtype)?)?;
             let b = Var::zeros((out, cfg.rank), dtype, &device)?;
-            lin.lora = Some(LoraAdapter { a: a.as_tensor().clone(), b: b.as_tensor().clone(), scale });
+            lin.lora = Some(LoraAdapter {
+                a: a.as_tensor().clone(),
+                b: b.as_tensor().clone(),
+                scale,
+            });
             vars.push((format!("{name}.lora_A.weight"), a));
             vars.push((format!("{name}.lora_B.weight"), b));
             Ok(())
