@@ -4,5 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod advantage_request;
+pub mod atomic;
 pub mod model;
+pub mod optim;
 pub mod sample;

@@ -207,3 +207,45 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");
     }
 }
+
+#[test]
+fn hf_export_reloads_bit_exactly() {
+    let loaded = load();
+    let dir = std::env::temp_dir().join(format!("polyepo-export-{}", std::process::id()));
+    polyepo::model::checkpoint::export_hf(&loaded.model, &loaded.tokenizer, &dir).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForCausalLM");
+    assert_eq!(config["num_key_value_heads"], 3);
+    let reloaded = load_model(&dir, DType::F32, &Device::Cpu).unwrap();
+    let tokens = chat(&loaded, "What is 2+3?");
+    assert_eq!(
+        reloaded.tokenizer.encode("What is 2+3? 12345").unwrap(),
+        loaded.tokenizer.encode("What is 2+3? 12345").unwrap()
+    );
+    assert_eq!(reloaded.tokenizer.stop_ids, loaded.tokenizer.stop_ids);
+    assert_eq!(
+        reloaded.tokenizer.chat_template,
+        loaded.tokenizer.chat_template
+    );
+    let batch = Batch::left_padded(std::slice::from_ref(&tokens), 0, &Device::Cpu).unwrap();
+    let a = loaded
+        .model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let b = reloaded
+        .model
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let bits = |t: &Tensor| {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert!(bits(&a) == bits(&b), "exported model differs");
+    std::fs::remove_dir_all(&dir).ok();
+}

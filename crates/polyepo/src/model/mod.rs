@@ -26,3 +26,4 @@ pub use tokenizer::TextTokenizer;
 pub mod load;
 pub use load::{LoadedModel, load_model};
 pub mod chat;
+pub mod checkpoint;

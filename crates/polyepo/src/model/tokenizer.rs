@@ -246,6 +246,11 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The string of a token id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
