@@ -1,5 +1,6 @@
 //! The `polyepo` command line: one module per subcommand.
 
 pub mod advantages;
+pub mod bench;
 pub mod device;
 pub mod sample;

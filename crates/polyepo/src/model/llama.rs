@@ -1,7 +1,7 @@
 //! The Llama-family decoder: one forward pass for training (every position, causal and
 //! padding masks, differentiable ops only) and for cached decoding (fused kernels).
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 use super::cache::KvCache;
 use super::config::LlamaConfig;
@@ -57,16 +57,6 @@ pub struct Llama {
 /// not NaN; real queries never see it because exp(−1e9) is exactly 0 in f32.
 pub const MASKED: f32 = -1e9;
 
-fn softmax_last_dim(x: &Tensor, fused: bool) -> Result<Tensor> {
-    if fused {
-        return candle_nn::ops::softmax_last_dim(&x.contiguous()?);
-    }
-    // Shift by the row max (a constant for the gradient: softmax is shift-invariant).
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
 impl Attention {
     /// # Shapes
     /// x: (B, T, d); cos/sin: (B, 1, T, D/2); mask: (B, 1, T, S) with S = cached + T.
@@ -109,8 +99,8 @@ impl Attention {
             Some(n) => n.forward(&k, fused)?,
             None => k,
         };
-        let q = Rotary::apply(&q, cos, sin)?;
-        let k = Rotary::apply(&k, cos, sin)?;
+        let q = super::ops::rope(&q, cos, sin)?;
+        let k = super::ops::rope(&k, cos, sin)?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
             None => (k, v),
@@ -118,10 +108,14 @@ impl Attention {
         let s = k.dim(2)?;
         // Grouped-query attention without repeating K/V: the G query heads that share a KV
         // head become G·T rows of one matrix product.
-        let q = q.contiguous()?.reshape((b, kv, cfg.group_size() * t, dh))?; // (B, KV, G·T, D)
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?; // (B, KV, G·T, S)
-        let scores = scores.reshape((b, h, t, s))?.broadcast_add(mask)?; // (B, H, T, S)
-        let probs = softmax_last_dim(&scores, fused)?;
+        // Scaling q (T·D values) is cheaper than scaling the scores (T·S values).
+        let q = (q * (1.0 / (dh as f64).sqrt()))?.reshape((b, kv, cfg.group_size() * t, dh))?; // (B, KV, G·T, D)
+        let scores = q.matmul(&k.t()?)?.reshape((b, h, t, s))?; // (B, H, T, S)
+        let probs = if fused {
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?
+        } else {
+            super::ops::masked_softmax(&scores, mask)?
+        };
         let out = probs
             .reshape((b, kv, cfg.group_size() * t, s))?
             .matmul(&v.contiguous()?)?; // (B, KV, G·T, D)

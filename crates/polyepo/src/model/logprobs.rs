@@ -26,9 +26,7 @@ fn widened(logits: &Tensor) -> Result<Tensor> {
 /// # Shapes
 /// logits: (B, T, V), targets: (B, T) u32 → (B, T), f32 (f64 for f64 logits).
 pub fn token_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let logits = widened(logits)?;
-    let picked = logits.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?; // (B, T, 1)
-    (picked - log_sum_exp(&logits)?)?.squeeze(D::Minus1)
+    super::ops::log_prob_at(&widened(logits)?, targets)
 }
 
 /// Entropy −Σ p log p of the next-token distribution at every position.

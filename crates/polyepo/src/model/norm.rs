@@ -1,7 +1,7 @@
-//! RMSNorm, in a differentiable composition for training and candle's fused kernel for
-//! sampling (the fused kernel records no backward pass: DESIGN.md §3).
+//! RMSNorm: our differentiable kernel for training, candle's fused kernel for sampling
+//! (candle's records no backward pass: DESIGN.md §3).
 
-use candle_core::{D, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 /// y = x / sqrt(mean(x²) + ε) · w over the last dimension.
 #[derive(Debug, Clone)]
@@ -19,9 +19,6 @@ impl RmsNorm {
             let x = x.contiguous()?;
             return candle_nn::ops::rms_norm(&x, &self.weight, self.eps as f32);
         }
-        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
-            .sqrt()?
-            .recip()?;
-        x.broadcast_mul(&inv_rms)?.broadcast_mul(&self.weight)
+        super::ops::rms_norm(x, &self.weight, self.eps)
     }
 }

@@ -61,17 +61,4 @@ impl Rotary {
         let sin = self.sin.index_select(&flat, 0)?.reshape((b, 1, t, half))?;
         Ok((cos, sin))
     }
-
-    /// Rotates x by its positions' angles: [x1·cos − x2·sin, x2·cos + x1·sin].
-    ///
-    /// # Shapes
-    /// x: (B, H, T, D), cos/sin: (B, 1, T, D/2) → (B, H, T, D).
-    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let half = x.dim(3)? / 2;
-        let x1 = x.narrow(3, 0, half)?;
-        let x2 = x.narrow(3, half, half)?;
-        let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-        let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-        Tensor::cat(&[r1, r2], 3)
-    }
 }

@@ -1,0 +1,857 @@
+//! Fused, differentiable kernels for the places where composed candle ops cost the most
+//! memory and time in training: the masked attention softmax, RoPE, RMSNorm and the
+//! vocabulary log-softmax. candle's own fused kernels have no backward pass (DESIGN.md §3); these carry
+//! one. Each forward keeps one output tensor where the composition kept five or six, and
+//! each backward is one pass. CPU f32/f64 only; other devices and dtypes fall back to the
+//! differentiable compositions, which the tests check them against.
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Result, Shape, Tensor,
+};
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// Rows are processed in parallel in chunks of this many rows.
+const ROWS_PER_TASK: usize = 16;
+
+fn slice<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
+    Ok(&data[a..b])
+}
+
+/// Whether the fused kernels apply to `t`.
+fn fusable(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+macro_rules! dispatch {
+    ($s:expr, $l:expr, $f:ident, $op:expr $(, $extra:expr)*) => {
+        match $s {
+            CpuStorage::F32(d) => CpuStorage::F32($f(slice(d, $l, $op)? $(, $extra)*)),
+            CpuStorage::F64(d) => CpuStorage::F64($f(slice(d, $l, $op)? $(, $extra)*)),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", $op),
+        }
+    };
+}
+
+// ---------------------------------------------------------------- softmax over the last dim
+
+struct Softmax;
+struct SoftmaxGrad;
+/// Softmax of scores + mask, the mask (B, 1, T, S) broadcast over the H heads of (B, H, T, S).
+struct MaskedSoftmax;
+
+fn masked_softmax_rows<T: Float + Send + Sync>(
+    x: &[T],
+    mask: &[T],
+    heads: usize,
+    t: usize,
+    s: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(s)
+        .zip(x.par_chunks(s))
+        .enumerate()
+        .for_each(|(row, (o, x))| {
+            // row = (b·H + h)·T + i  →  mask row b·T + i
+            let (b, i) = (row / (heads * t), row % t);
+            let m = &mask[(b * t + i) * s..(b * t + i + 1) * s];
+            let mut max = T::neg_infinity();
+            for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
+                *o = x + m;
+                max = max.max(*o);
+            }
+            let mut sum = T::zero();
+            for o in o.iter_mut() {
+                *o = (*o - max).exp();
+                sum = sum + *o;
+            }
+            let inv = sum.recip();
+            o.iter_mut().for_each(|o| *o = *o * inv);
+        });
+    out
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax-diff"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, h, t, s) = l1.shape().dims4()?;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(m)) => CpuStorage::F32(masked_softmax_rows(
+                slice(x, l1, "softmax")?,
+                slice(m, l2, "softmax")?,
+                h,
+                t,
+                s,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(m)) => CpuStorage::F64(masked_softmax_rows(
+                slice(x, l1, "softmax")?,
+                slice(m, l2, "softmax")?,
+                h,
+                t,
+                s,
+            )),
+            _ => candle_core::bail!("masked-softmax: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _m: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((
+            Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?),
+            None,
+        ))
+    }
+}
+
+/// softmax(scores + mask) over the last dimension, with a backward pass to the scores.
+///
+/// # Shapes
+/// scores: (B, H, T, S), mask: (B, 1, T, S) → (B, H, T, S).
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (b, _, t, s) = scores.dims4()?;
+    if fusable(scores) && mask.dtype() == scores.dtype() && mask.dims() == [b, 1, t, s] {
+        return scores
+            .contiguous()?
+            .apply_op2(&mask.contiguous()?, MaskedSoftmax);
+    }
+    softmax_last_dim(&scores.broadcast_add(mask)?)
+}
+
+fn softmax_rows<T: Float + Send + Sync>(x: &[T], dim: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(dim * ROWS_PER_TASK)
+        .zip(x.par_chunks(dim * ROWS_PER_TASK))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(dim).zip(x.chunks(dim)) {
+                let max = x.iter().copied().fold(T::neg_infinity(), T::max);
+                let mut sum = T::zero();
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = (x - max).exp();
+                    sum = sum + *o;
+                }
+                let inv = sum.recip();
+                o.iter_mut().for_each(|o| *o = *o * inv);
+            }
+        });
+    out
+}
+
+/// dx = p ⊙ (g − Σ g ⊙ p).
+fn softmax_grad_rows<T: Float + Send + Sync>(p: &[T], g: &[T], dim: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); p.len()];
+    out.par_chunks_mut(dim * ROWS_PER_TASK)
+        .zip(
+            p.par_chunks(dim * ROWS_PER_TASK)
+                .zip(g.par_chunks(dim * ROWS_PER_TASK)),
+        )
+        .for_each(|(o, (p, g))| {
+            for (o, (p, g)) in o.chunks_mut(dim).zip(p.chunks(dim).zip(g.chunks(dim))) {
+                let dot = p.iter().zip(g).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
+                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                    *o = p * (g - dot);
+                }
+            }
+        });
+    out
+}
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax-diff"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dim = l.dims()[l.dims().len() - 1];
+        Ok((
+            dispatch!(s, l, softmax_rows, "softmax", dim),
+            l.shape().clone(),
+        ))
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?,
+        ))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "softmax-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dim = l1.dims()[l1.dims().len() - 1];
+        let out = match (s1, s2) {
+            (CpuStorage::F32(p), CpuStorage::F32(g)) => CpuStorage::F32(softmax_grad_rows(
+                slice(p, l1, "softmax")?,
+                slice(g, l2, "softmax")?,
+                dim,
+            )),
+            (CpuStorage::F64(p), CpuStorage::F64(g)) => CpuStorage::F64(softmax_grad_rows(
+                slice(p, l1, "softmax")?,
+                slice(g, l2, "softmax")?,
+                dim,
+            )),
+            _ => candle_core::bail!("softmax-grad: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Softmax over the last dimension, with a backward pass.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fusable(x) {
+        return x.contiguous()?.apply_op1(Softmax);
+    }
+    // Shift by the row max (a constant for the gradient: softmax is shift-invariant).
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+// ---------------------------------------------------------------- rotary embedding
+
+/// Rotate-half RoPE: [x1·cos − x2·sin, x2·cos + x1·sin], cos/sin (B, 1, T, D/2) broadcast
+/// over heads. Its backward is the inverse rotation, i.e. the same op with −sin.
+struct Rope {
+    inverse: bool,
+}
+
+fn rope_rows<T: Float + Send + Sync>(
+    x: &[T],
+    cos: &[T],
+    sin: &[T],
+    heads: usize,
+    t: usize,
+    d: usize,
+    inverse: bool,
+) -> Vec<T> {
+    let half = d / 2;
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .enumerate()
+        .for_each(|(row, (o, x))| {
+            let (b, i) = (row / (heads * t), row % t);
+            let base = (b * t + i) * half;
+            for j in 0..half {
+                let (c, s) = (
+                    cos[base + j],
+                    if inverse {
+                        -sin[base + j]
+                    } else {
+                        sin[base + j]
+                    },
+                );
+                let (x1, x2) = (x[j], x[j + half]);
+                o[j] = x1 * c - x2 * s;
+                o[j + half] = x2 * c + x1 * s;
+            }
+        });
+    out
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "rope-diff"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, h, t, d) = l1.shape().dims4()?;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(c), CpuStorage::F32(s)) => {
+                CpuStorage::F32(rope_rows(
+                    slice(x, l1, "rope")?,
+                    slice(c, l2, "rope")?,
+                    slice(s, l3, "rope")?,
+                    h,
+                    t,
+                    d,
+                    self.inverse,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(c), CpuStorage::F64(s)) => {
+                CpuStorage::F64(rope_rows(
+                    slice(x, l1, "rope")?,
+                    slice(c, l2, "rope")?,
+                    slice(s, l3, "rope")?,
+                    h,
+                    t,
+                    d,
+                    self.inverse,
+                ))
+            }
+            _ => candle_core::bail!("rope: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gx = grad.contiguous()?.apply_op3_no_bwd(
+            cos,
+            sin,
+            &Rope {
+                inverse: !self.inverse,
+            },
+        )?;
+        Ok((Some(gx), None, None))
+    }
+}
+
+/// Rotates x by its positions' angles (rotate-half layout), with a backward pass to x.
+///
+/// # Shapes
+/// x: (B, H, T, D), cos/sin: (B, 1, T, D/2) → (B, H, T, D).
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if fusable(x) && cos.dtype() == x.dtype() {
+        return x.contiguous()?.apply_op3(
+            &cos.contiguous()?,
+            &sin.contiguous()?,
+            Rope { inverse: false },
+        );
+    }
+    let half = x.dim(3)? / 2;
+    let x1 = x.narrow(3, 0, half)?;
+    let x2 = x.narrow(3, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[r1, r2], 3)
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+struct RmsNormOp {
+    eps: f64,
+}
+struct RmsNormGradX {
+    eps: f64,
+}
+struct RmsNormGradW {
+    eps: f64,
+}
+
+fn inv_rms<T: Float>(x: &[T], eps: f64) -> T {
+    let ms = x.iter().fold(T::zero(), |a, &v| a + v * v) / T::from(x.len()).unwrap_or(T::one());
+    (ms + T::from(eps).unwrap_or(T::zero())).sqrt().recip()
+}
+
+fn rms_rows<T: Float + Send + Sync>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+    let d = w.len();
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(x.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                let r = inv_rms(x, eps);
+                for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
+                    *o = x * r * w;
+                }
+            }
+        });
+    out
+}
+
+/// dx = r·(w⊙g) − x·r³/d·Σ(w⊙g⊙x).
+fn rms_grad_x_rows<T: Float + Send + Sync>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
+    let d = w.len();
+    let dt = T::from(d).unwrap_or(T::one());
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(
+            x.par_chunks(d * ROWS_PER_TASK)
+                .zip(g.par_chunks(d * ROWS_PER_TASK)),
+        )
+        .for_each(|(o, (x, g))| {
+            for (o, (x, g)) in o.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d))) {
+                let r = inv_rms(x, eps);
+                let dot = x
+                    .iter()
+                    .zip(g)
+                    .zip(w)
+                    .fold(T::zero(), |a, ((&x, &g), &w)| a + x * g * w);
+                let k = r * r * r * dot / dt;
+                for (((o, &x), &g), &w) in o.iter_mut().zip(x).zip(g).zip(w) {
+                    *o = r * w * g - x * k;
+                }
+            }
+        });
+    out
+}
+
+/// dw = Σ_rows g ⊙ x · r.
+fn rms_grad_w_rows<T: Float + Send + Sync>(x: &[T], g: &[T], d: usize, eps: f64) -> Vec<T> {
+    x.par_chunks(d * ROWS_PER_TASK)
+        .zip(g.par_chunks(d * ROWS_PER_TASK))
+        .map(|(x, g)| {
+            let mut acc = vec![T::zero(); d];
+            for (x, g) in x.chunks(d).zip(g.chunks(d)) {
+                let r = inv_rms(x, eps);
+                for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                    *a = *a + g * x * r;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![T::zero(); d],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
+                a
+            },
+        )
+}
+
+impl CustomOp2 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "rms-norm-diff"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => CpuStorage::F32(rms_rows(
+                slice(x, l1, "rms")?,
+                slice(w, l2, "rms")?,
+                self.eps,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(w)) => CpuStorage::F64(rms_rows(
+                slice(x, l1, "rms")?,
+                slice(w, l2, "rms")?,
+                self.eps,
+            )),
+            _ => candle_core::bail!("rms-norm: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        // A frozen gain (LoRA training) or a constant input needs no gradient: skip the pass.
+        let gx = match x.track_op() {
+            true => Some(x.apply_op3_no_bwd(w, &grad, &RmsNormGradX { eps: self.eps })?),
+            false => None,
+        };
+        let gw = match w.track_op() {
+            true => Some(
+                x.apply_op2_no_bwd(&grad, &RmsNormGradW { eps: self.eps })?
+                    .reshape(w.shape())?,
+            ),
+            false => None,
+        };
+        Ok((gx, gw))
+    }
+}
+
+impl CustomOp3 for RmsNormGradX {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad-x"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
+                CpuStorage::F32(rms_grad_x_rows(
+                    slice(x, l1, "rms")?,
+                    slice(w, l2, "rms")?,
+                    slice(g, l3, "rms")?,
+                    self.eps,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
+                CpuStorage::F64(rms_grad_x_rows(
+                    slice(x, l1, "rms")?,
+                    slice(w, l2, "rms")?,
+                    slice(g, l3, "rms")?,
+                    self.eps,
+                ))
+            }
+            _ => candle_core::bail!("rms-norm-grad: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+impl CustomOp2 for RmsNormGradW {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad-w"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = l1.dims()[l1.dims().len() - 1];
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(rms_grad_w_rows(
+                slice(x, l1, "rms")?,
+                slice(g, l2, "rms")?,
+                d,
+                self.eps,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(rms_grad_w_rows(
+                slice(x, l1, "rms")?,
+                slice(g, l2, "rms")?,
+                d,
+                self.eps,
+            )),
+            _ => candle_core::bail!("rms-norm-grad: dtype mismatch"),
+        };
+        Ok((out, Shape::from(d)))
+    }
+}
+
+/// y = x / sqrt(mean(x²) + ε) · w over the last dimension, with a backward pass for x and w.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if fusable(x) && x.dtype() == w.dtype() {
+        return x
+            .contiguous()?
+            .apply_op2(&w.contiguous()?, RmsNormOp { eps });
+    }
+    let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&inv_rms)?.broadcast_mul(w)
+}
+
+// ---------------------------------------------------------------- log-softmax at targets
+
+struct LogProbAt;
+struct LogProbAtGrad;
+
+fn targets_of(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
+    match s {
+        CpuStorage::U32(t) => Ok(slice(t, l, "log-prob")?
+            .iter()
+            .map(|&t| t as usize)
+            .collect()),
+        CpuStorage::I64(t) => Ok(slice(t, l, "log-prob")?
+            .iter()
+            .map(|&t| t as usize)
+            .collect()),
+        _ => candle_core::bail!("log-prob: targets must be u32 or i64"),
+    }
+}
+
+fn log_prob_rows<T: Float + Send + Sync>(x: &[T], targets: &[usize], v: usize) -> Vec<T> {
+    x.par_chunks(v)
+        .zip(targets.par_iter())
+        .map(|(x, &t)| {
+            let max = x.iter().copied().fold(T::neg_infinity(), T::max);
+            let lse = x.iter().fold(T::zero(), |a, &v| a + (v - max).exp()).ln() + max;
+            x[t.min(v - 1)] - lse
+        })
+        .collect()
+}
+
+/// dx = g · (onehot(t) − softmax(x)), row by row.
+fn log_prob_grad_rows<T: Float + Send + Sync>(
+    x: &[T],
+    targets: &[usize],
+    g: &[T],
+    v: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(v)
+        .zip(x.par_chunks(v))
+        .zip(targets.par_iter().zip(g.par_iter()))
+        .for_each(|((o, x), (&t, &g))| {
+            let max = x.iter().copied().fold(T::neg_infinity(), T::max);
+            let sum = x.iter().fold(T::zero(), |a, &v| a + (v - max).exp());
+            let scale = g / sum;
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = -(x - max).exp() * scale;
+            }
+            o[t.min(v - 1)] = o[t.min(v - 1)] + g;
+        });
+    out
+}
+
+impl CustomOp2 for LogProbAt {
+    fn name(&self) -> &'static str {
+        "log-prob-at"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let v = l1.dims()[l1.dims().len() - 1];
+        let targets = targets_of(s2, l2)?;
+        Ok((
+            dispatch!(s1, l1, log_prob_rows, "log-prob", &targets, v),
+            l2.shape().clone(),
+        ))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((
+            Some(x.apply_op3_no_bwd(targets, &grad.contiguous()?, &LogProbAtGrad)?),
+            None,
+        ))
+    }
+}
+
+impl CustomOp3 for LogProbAtGrad {
+    fn name(&self) -> &'static str {
+        "log-prob-at-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let v = l1.dims()[l1.dims().len() - 1];
+        let targets = targets_of(s2, l2)?;
+        let out = match (s1, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(log_prob_grad_rows(
+                slice(x, l1, "lp")?,
+                &targets,
+                slice(g, l3, "lp")?,
+                v,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(log_prob_grad_rows(
+                slice(x, l1, "lp")?,
+                &targets,
+                slice(g, l3, "lp")?,
+                v,
+            )),
+            _ => candle_core::bail!("log-prob-grad: dtype mismatch"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// log softmax(x)[target] for every row, with a backward pass to x.
+///
+/// # Shapes
+/// x: (..., V), targets: (...) u32 → (...).
+pub fn log_prob_at(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if fusable(x) {
+        return x.contiguous()?.apply_op2(&targets.contiguous()?, LogProbAt);
+    }
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let lse = x
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        .broadcast_add(&max)?;
+    let picked = x.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?;
+    (picked - lse)?.squeeze(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn composed_softmax(x: &Tensor) -> Tensor {
+        let max = x.max_keepdim(D::Minus1).unwrap().detach();
+        let e = x.broadcast_sub(&max).unwrap().exp().unwrap();
+        e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_kernels_match_compositions_in_value_and_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (3, 5, 7), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 7, &dev).unwrap()).unwrap();
+        let g = Tensor::randn(0f64, 1.0, (3, 5, 7), &dev).unwrap();
+        let targets = Tensor::new(
+            &[[0u32, 6, 3, 2, 1], [5, 5, 4, 0, 6], [1, 2, 3, 4, 5]],
+            &dev,
+        )
+        .unwrap();
+        let gt = Tensor::randn(0f64, 1.0, (3, 5), &dev).unwrap();
+
+        // softmax
+        let fused = softmax_last_dim(x.as_tensor()).unwrap();
+        let plain = composed_softmax(x.as_tensor());
+        assert!(close(&fused, &plain) < 1e-12);
+        let gf = (fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(gf.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
+
+        // masked softmax over heads, against softmax(x + mask); rope against the composition
+        let x4 = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 4, 4), &dev).unwrap()).unwrap();
+        let mask = Tensor::randn(0f64, 1.0, (2, 1, 4, 4), &dev).unwrap();
+        let g4 = Tensor::randn(0f64, 1.0, (2, 3, 4, 4), &dev).unwrap();
+        let fused = masked_softmax(x4.as_tensor(), &mask).unwrap();
+        let plain = composed_softmax(&x4.as_tensor().broadcast_add(&mask).unwrap());
+        assert!(close(&fused, &plain) < 1e-12);
+        let gf = (fused * &g4)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gp = (plain * &g4)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(close(gf.get(&x4).unwrap(), gp.get(&x4).unwrap()) < 1e-12);
+        let cos = Tensor::randn(0f64, 1.0, (2, 1, 4, 2), &dev).unwrap();
+        let sin = Tensor::randn(0f64, 1.0, (2, 1, 4, 2), &dev).unwrap();
+        let fused = rope(x4.as_tensor(), &cos, &sin).unwrap();
+        let (x1, x2) = (
+            x4.as_tensor().narrow(3, 0, 2).unwrap(),
+            x4.as_tensor().narrow(3, 2, 2).unwrap(),
+        );
+        let r1 = (x1.broadcast_mul(&cos).unwrap() - x2.broadcast_mul(&sin).unwrap()).unwrap();
+        let r2 = (x2.broadcast_mul(&cos).unwrap() + x1.broadcast_mul(&sin).unwrap()).unwrap();
+        let plain = Tensor::cat(&[r1, r2], 3).unwrap();
+        assert!(close(&fused, &plain) < 1e-12);
+        let gf = (fused * &g4)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gp = (plain * &g4)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(close(gf.get(&x4).unwrap(), gp.get(&x4).unwrap()) < 1e-12);
+
+        // rms norm
+        let fused = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
+        let inv = (x
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .mean_keepdim(D::Minus1)
+            .unwrap()
+            + 1e-5)
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .recip()
+            .unwrap();
+        let plain = x
+            .as_tensor()
+            .broadcast_mul(&inv)
+            .unwrap()
+            .broadcast_mul(w.as_tensor())
+            .unwrap();
+        assert!(close(&fused, &plain) < 1e-12);
+        let gf = (fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(gf.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
+        assert!(close(gf.get(&w).unwrap(), gp.get(&w).unwrap()) < 1e-12);
+
+        // log-prob at targets
+        let fused = log_prob_at(x.as_tensor(), &targets).unwrap();
+        let max = x.as_tensor().max_keepdim(D::Minus1).unwrap().detach();
+        let lse = x
+            .as_tensor()
+            .broadcast_sub(&max)
+            .unwrap()
+            .exp()
+            .unwrap()
+            .sum_keepdim(D::Minus1)
+            .unwrap()
+            .log()
+            .unwrap()
+            .broadcast_add(&max)
+            .unwrap();
+        let plain = (x
+            .as_tensor()
+            .gather(&targets.unsqueeze(2).unwrap(), 2)
+            .unwrap()
+            - lse)
+            .unwrap()
+            .squeeze(2)
+            .unwrap();
+        assert!(close(&fused, &plain) < 1e-12);
+        let gf = (fused * &gt)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gp = (plain * &gt)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(close(gf.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
+    }
+}
