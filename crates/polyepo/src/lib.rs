@@ -5,6 +5,8 @@
 
 pub mod advantage_request;
 pub mod atomic;
+pub mod judge;
 pub mod model;
 pub mod optim;
 pub mod sample;
+pub mod tasks;

@@ -221,6 +221,34 @@ impl TextTokenizer {
         ))
     }
 
+    /// A character-level tokenizer over `alphabet` (plus `<pad>` = 0, `<eos>` = 1,
+    /// `<unk>` = 2): the vocabulary of the built-in synthetic tasks' small models.
+    pub fn char_level(alphabet: &str) -> ModelResult<Self> {
+        let mut vocab: Vec<String> = ["<pad>", "<eos>", "<unk>"].map(String::from).to_vec();
+        for c in alphabet.chars() {
+            if !vocab.contains(&c.to_string()) {
+                vocab.push(c.to_string());
+            }
+        }
+        let map: tokenizers::models::bpe::Vocab = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        // A BPE without merges never joins characters: one token per character.
+        let bpe = BPE::builder()
+            .vocab_and_merges(map, Vec::new())
+            .unk_token("<unk>".into())
+            .build()
+            .map_err(|e| ModelError::format("char tokenizer", e.to_string()))?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_decoder(Some(tokenizers::decoders::fuse::Fuse::new()));
+        inner
+            .add_special_tokens(["<pad>", "<eos>", "<unk>"].map(|t| AddedToken::from(t, true)))
+            .map_err(|e| ModelError::format("char tokenizer", e.to_string()))?;
+        Ok(Self::from_parts(inner, Some(1), Some(0), None, None))
+    }
+
     /// Token ids of `text`; special-token strings in it become their ids. BOS is prepended
     /// when the model expects one.
     pub fn encode(&self, text: &str) -> ModelResult<Vec<u32>> {

@@ -1,0 +1,316 @@
+//! The built-in synthetic domain "reach": reach target T using only steps from the allowed
+//! set A, in at most [`MAX_STEPS`] steps. Prompt `T=7 A=+3,-1,+5 >`, answer `+3+5-1`.
+//!
+//! Every prompt admits many valid answers in many strategies; the strategy is the multiset
+//! of steps used, labelled exactly by a program. Held-out prompts use allowed sets that never
+//! appear in training, so a model that only knows its favourite steps fails on them.
+
+use std::collections::BTreeMap;
+
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use setrl::Strategy;
+
+use super::{Prompt, Task, strategy_id};
+
+/// Longest answer that earns a reward.
+pub const MAX_STEPS: usize = 4;
+
+/// Characters the task's texts use: the synthetic model's alphabet.
+pub const ALPHABET: &str = "0123456789+-=,>TA ";
+
+/// Settings of the reach task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReachConfig {
+    /// Training prompts.
+    pub train_prompts: usize,
+    /// Held-out prompts.
+    pub eval_prompts: usize,
+    /// Steps of the training allowed sets (held-out sets mix in the others of ±1..±9).
+    pub train_steps: Vec<i64>,
+    /// Size of each allowed set.
+    pub set_size: usize,
+    /// Seed of the prompt generator.
+    pub seed: u64,
+}
+
+impl Default for ReachConfig {
+    fn default() -> Self {
+        Self {
+            train_prompts: 256,
+            eval_prompts: 64,
+            train_steps: vec![1, 2, 3, 5, -1, -2],
+            set_size: 3,
+            seed: 1234,
+        }
+    }
+}
+
+/// The reach task.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    train: Vec<Prompt>,
+    eval: Vec<Prompt>,
+}
+
+/// Parses `+3-1+5` into steps; `None` if it is not a sequence of signed digits.
+pub fn parse_steps(answer: &str) -> Option<Vec<i64>> {
+    let answer = answer.trim();
+    let bytes = answer.as_bytes();
+    if bytes.is_empty() || bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|c| {
+            let digit = (c[1] as char).to_digit(10)? as i64;
+            match c[0] {
+                b'+' if digit > 0 => Some(digit),
+                b'-' if digit > 0 => Some(-digit),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Every multiset of at most [`MAX_STEPS`] steps from `allowed` that sums to `target`.
+pub fn solutions(allowed: &[i64], target: i64) -> Vec<Vec<i64>> {
+    fn extend(
+        allowed: &[i64],
+        start: usize,
+        left: usize,
+        sum: i64,
+        target: i64,
+        cur: &mut Vec<i64>,
+        out: &mut Vec<Vec<i64>>,
+    ) {
+        if !cur.is_empty() && sum == target {
+            out.push(cur.clone());
+        }
+        if left == 0 {
+            return;
+        }
+        for i in start..allowed.len() {
+            cur.push(allowed[i]);
+            extend(allowed, i, left - 1, sum + allowed[i], target, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    extend(allowed, 0, MAX_STEPS, 0, target, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Prompt text for a target and allowed set.
+pub fn prompt_text(target: i64, allowed: &[i64]) -> String {
+    let steps: Vec<String> = allowed.iter().map(|s| format!("{s:+}")).collect();
+    format!("T={target} A={}>", steps.join(","))
+}
+
+/// Text of an answer.
+pub fn answer_text(steps: &[i64]) -> String {
+    steps.iter().map(|s| format!("{s:+}")).collect()
+}
+
+impl Reach {
+    /// Generates the train and held-out prompts.
+    pub fn new(cfg: &ReachConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let all: Vec<i64> = (1..=9).chain((1..=9).map(|s| -s)).collect();
+        let novel: Vec<i64> = all
+            .iter()
+            .copied()
+            .filter(|s| !cfg.train_steps.contains(s))
+            .collect();
+        let make = |n: usize, held_out: bool, rng: &mut ChaCha8Rng| {
+            let mut prompts = Vec::with_capacity(n);
+            while prompts.len() < n {
+                let mut allowed: Vec<i64> = if held_out {
+                    // At least one step never seen in training.
+                    let mut a = vec![*novel.choose(rng).unwrap_or(&9)];
+                    while a.len() < cfg.set_size {
+                        let s = *all.choose(rng).unwrap_or(&1);
+                        if !a.contains(&s) {
+                            a.push(s);
+                        }
+                    }
+                    a
+                } else {
+                    let mut pool = cfg.train_steps.clone();
+                    pool.shuffle(rng);
+                    pool.truncate(cfg.set_size);
+                    pool
+                };
+                allowed.sort_unstable_by(|a, b| b.cmp(a));
+                let target = rng.random_range(-6..=12);
+                let sols = solutions(&allowed, target);
+                // Prompts with several strategies only: exploration must matter.
+                if sols.len() >= 3 {
+                    prompts.push(Prompt {
+                        text: prompt_text(target, &allowed),
+                        reference: serde_json::json!({ "target": target, "allowed": allowed }),
+                    });
+                }
+            }
+            prompts
+        };
+        let train = make(cfg.train_prompts, false, &mut rng);
+        let eval = make(cfg.eval_prompts, true, &mut rng);
+        Self { train, eval }
+    }
+
+    fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
+        let target = prompt.reference["target"].as_i64().unwrap_or(0);
+        let allowed = prompt.reference["allowed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+            .unwrap_or_default();
+        (target, allowed)
+    }
+
+    /// Demonstrations for the supervised warm-up, from a skewed strategy distribution: the
+    /// solutions are ranked by how much they lean on the largest step, and rank r is drawn
+    /// with weight skew^r, as a pretrained model prefers a few habitual strategies.
+    pub fn demonstration(prompt: &Prompt, skew: f64, rng: &mut impl Rng) -> Option<String> {
+        let (target, allowed) = Self::spec(prompt);
+        let mut sols = solutions(&allowed, target);
+        if sols.is_empty() {
+            return None;
+        }
+        let biggest = allowed.iter().copied().max().unwrap_or(1);
+        sols.sort_by_key(|s| {
+            (
+                std::cmp::Reverse(s.iter().filter(|&&x| x == biggest).count()),
+                s.len(),
+                s.clone(),
+            )
+        });
+        let weights: Vec<f64> = (0..sols.len()).map(|r| skew.powi(r as i32)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut pick = sols.len() - 1;
+        for (i, w) in weights.iter().enumerate() {
+            if u < *w {
+                pick = i;
+                break;
+            }
+            u -= w;
+        }
+        let mut steps = sols[pick].clone();
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        Some(answer_text(&steps))
+    }
+}
+
+impl Task for Reach {
+    fn name(&self) -> &str {
+        "reach"
+    }
+    fn train_prompts(&self) -> &[Prompt] {
+        &self.train
+    }
+    fn eval_prompts(&self) -> &[Prompt] {
+        &self.eval
+    }
+    fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
+        let (target, allowed) = Self::spec(prompt);
+        match parse_steps(response) {
+            Some(steps)
+                if steps.len() <= MAX_STEPS
+                    && steps.iter().all(|s| allowed.contains(s))
+                    && steps.iter().sum::<i64>() == target =>
+            {
+                1.0
+            }
+            _ => 0.0,
+        }
+    }
+    fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
+        let (_, allowed) = Self::spec(prompt);
+        Some(match parse_steps(response) {
+            // Off-task answers (steps outside A, or too long) are degenerate, not a strategy.
+            Some(steps)
+                if steps.len() <= MAX_STEPS && steps.iter().all(|s| allowed.contains(s)) =>
+            {
+                let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+                for s in steps {
+                    *counts.entry(s).or_default() += 1;
+                }
+                let canonical: Vec<String> =
+                    counts.iter().map(|(s, c)| format!("{s:+}x{c}")).collect();
+                Strategy::Cluster(strategy_id(&canonical.join(",")))
+            }
+            _ => Strategy::Degenerate,
+        })
+    }
+    fn has_labeler(&self) -> bool {
+        true
+    }
+    fn wants_chat_template(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grades_and_labels() {
+        let task = Reach::new(&ReachConfig::default());
+        let p = Prompt {
+            text: prompt_text(7, &[5, 3, -1]),
+            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+        };
+        assert_eq!(parse_steps("+3+5-1"), Some(vec![3, 5, -1]));
+        assert_eq!(parse_steps("+3+"), None);
+        assert_eq!(parse_steps("+0"), None);
+        assert_eq!(task.reward(&p, "+3+5-1"), 1.0);
+        assert_eq!(task.reward(&p, "+5+3-1"), 1.0);
+        assert_eq!(task.reward(&p, "+5+3"), 0.0);
+        assert_eq!(task.reward(&p, "+7"), 0.0, "7 is not allowed");
+        assert_eq!(task.reward(&p, "+3+3+3-1-1"), 0.0, "too long");
+        // Order does not change the strategy; a different multiset does.
+        assert_eq!(task.strategy(&p, "+3+5-1"), task.strategy(&p, "-1+5+3"));
+        assert_ne!(task.strategy(&p, "+3+5-1"), task.strategy(&p, "+5+5-3"));
+        assert_eq!(task.strategy(&p, "hello"), Some(Strategy::Degenerate));
+        assert_eq!(task.strategy(&p, "+7"), Some(Strategy::Degenerate));
+    }
+
+    #[test]
+    fn prompts_have_several_solutions_and_held_out_sets_are_new() {
+        let cfg = ReachConfig::default();
+        let task = Reach::new(&cfg);
+        assert_eq!(task.train_prompts().len(), cfg.train_prompts);
+        assert_eq!(task.eval_prompts().len(), cfg.eval_prompts);
+        for p in task.train_prompts() {
+            let (t, a) = Reach::spec(p);
+            assert!(solutions(&a, t).len() >= 3);
+            assert!(a.iter().all(|s| cfg.train_steps.contains(s)));
+        }
+        for p in task.eval_prompts() {
+            let (_, a) = Reach::spec(p);
+            assert!(a.iter().any(|s| !cfg.train_steps.contains(s)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn demonstrations_are_correct_and_skewed() {
+        let task = Reach::new(&ReachConfig::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let p = &task.train_prompts()[0];
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..400 {
+            let d = Reach::demonstration(p, 0.3, &mut rng).unwrap();
+            assert_eq!(task.reward(p, &d), 1.0, "{d}");
+            *seen
+                .entry(format!("{:?}", task.strategy(p, &d)))
+                .or_insert(0) += 1;
+        }
+        let top = seen.values().copied().max().unwrap();
+        assert!(top > 200, "the favourite strategy dominates: {seen:?}");
+    }
+}
