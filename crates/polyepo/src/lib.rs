@@ -5,7 +5,9 @@
 
 pub mod advantage_request;
 pub mod atomic;
+pub mod config;
 pub mod judge;
+pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod sample;
