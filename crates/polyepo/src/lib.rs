@@ -12,3 +12,4 @@ pub mod model;
 pub mod optim;
 pub mod sample;
 pub mod tasks;
+pub mod train;

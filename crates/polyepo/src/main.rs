@@ -25,6 +25,10 @@ enum Command {
     Advantages(cli::advantages::AdvantagesArgs),
     /// Generate from a model (HF directory or GGUF) and report tokens/s.
     Sample(cli::sample::SampleArgs),
+    /// Train a policy with POLY-EPO or a baseline (default: the built-in synthetic run).
+    Train(cli::train::TrainArgs),
+    /// Print the default training configuration (TOML, every key with its default).
+    Config,
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
 }
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         Command::Advantages(args) => cli::advantages::run(args),
         Command::Sample(args) => cli::sample::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::Config => cli::train::print_config(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,3 +4,4 @@ pub mod advantages;
 pub mod bench;
 pub mod device;
 pub mod sample;
+pub mod train;

@@ -240,6 +240,16 @@ impl Llama {
         }
     }
 
+    /// Like [`Llama::detached`] but computing exactly what training computes (no fused
+    /// kernels): for scoring with the current weights without building a graph, e.g. PPO's
+    /// π_old, so that the first mini-batch's ratio is exactly 1.
+    pub fn frozen(&self) -> Self {
+        Self {
+            fused: false,
+            ..self.detached()
+        }
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.embed_tokens.device()

@@ -1,0 +1,47 @@
+//! Errors of a training run.
+
+use thiserror::Error;
+
+/// Why a run stopped with an error.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Model loading, saving or running failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Reading task data failed.
+    #[error(transparent)]
+    Data(#[from] crate::tasks::jsonl::JsonlError),
+    /// Labelling strategies failed.
+    #[error(transparent)]
+    Judge(#[from] crate::judge::JudgeError),
+    /// Computing advantages failed.
+    #[error(transparent)]
+    SetRl(#[from] setrl::SetRlError),
+    /// A file of the run directory could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<std::path::PathBuf>, e: impl std::fmt::Display) -> Self {
+        Self::Io {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Result alias for training.
+pub type TrainResult<T> = Result<T, TrainError>;

@@ -1,0 +1,135 @@
+//! Per-step metrics with stable, namespaced keys (`reward/mean`, `losses/clipfrac`, ...),
+//! written one JSON object per line to `metrics.jsonl`.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use setrl::Strategy;
+
+use super::rollout::{Sample, StageSeconds};
+
+/// Everything logged for one RL step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Step number (1-based).
+    pub step: u64,
+    /// Mean reward over all generations.
+    #[serde(rename = "reward/mean")]
+    pub reward_mean: f64,
+    /// Fraction of prompts with at least one correct generation.
+    #[serde(rename = "reward/prompt_success_rate")]
+    pub success_rate: f64,
+    /// Distinct non-degenerate strategies per prompt.
+    #[serde(rename = "diversity/clusters_all")]
+    pub clusters_all: f64,
+    /// Distinct strategies among correct generations, per prompt.
+    #[serde(rename = "diversity/clusters_correct")]
+    pub clusters_correct: f64,
+    /// Distinct strategies among incorrect generations, per prompt.
+    #[serde(rename = "diversity/clusters_incorrect")]
+    pub clusters_incorrect: f64,
+    /// Degenerate generations per prompt.
+    #[serde(rename = "diversity/degenerate")]
+    pub degenerate: f64,
+    /// Fraction of generations with a positive advantage.
+    #[serde(rename = "advantage/positive_fraction")]
+    pub positive_adv: f64,
+    /// Mean response length in tokens.
+    #[serde(rename = "rollout/response_tokens")]
+    pub response_len: f64,
+    /// Policy-gradient loss.
+    #[serde(rename = "losses/policy_loss")]
+    pub pg_loss: f64,
+    /// Fraction of clipped tokens.
+    #[serde(rename = "losses/clipfrac")]
+    pub clipfrac: f64,
+    /// KL(π_old‖π) estimate.
+    #[serde(rename = "losses/approx_kl")]
+    pub approx_kl: f64,
+    /// KL to the reference policy.
+    #[serde(rename = "losses/ref_kl")]
+    pub ref_kl: f64,
+    /// Mean per-token entropy of the policy on its responses.
+    #[serde(rename = "losses/entropy")]
+    pub entropy: f64,
+    /// Global gradient norm before clipping (mean over mini-batches).
+    #[serde(rename = "losses/grad_norm")]
+    pub grad_norm: f64,
+    /// Learning rate of the last optimizer step.
+    #[serde(rename = "charts/learning_rate")]
+    pub lr: f64,
+    /// Generated tokens per second during sampling.
+    #[serde(rename = "perf/rollout_tokens_per_s")]
+    pub tokens_per_s: f64,
+    /// Seconds sampling.
+    #[serde(rename = "time/rollout")]
+    pub time_rollout: f64,
+    /// Seconds rewarding and labelling.
+    #[serde(rename = "time/judge")]
+    pub time_judge: f64,
+    /// Seconds computing advantages.
+    #[serde(rename = "time/advantage")]
+    pub time_advantage: f64,
+    /// Seconds updating the policy.
+    #[serde(rename = "time/update")]
+    pub time_update: f64,
+}
+
+impl StepMetrics {
+    /// Fills the rollout statistics from one step's samples (groups of `n`).
+    pub fn from_samples(step: u64, samples: &[Sample], n: usize, times: StageSeconds) -> Self {
+        let groups = (samples.len() / n.max(1)).max(1) as f64;
+        let mut m = StepMetrics {
+            step,
+            ..Default::default()
+        };
+        for group in samples.chunks(n) {
+            let distinct = |keep: &dyn Fn(&Sample) -> bool| {
+                group
+                    .iter()
+                    .filter(|s| keep(s))
+                    .filter_map(|s| match s.strategy {
+                        Strategy::Cluster(c) => Some(c),
+                        Strategy::Degenerate => None,
+                    })
+                    .collect::<HashSet<_>>()
+                    .len() as f64
+            };
+            m.clusters_all += distinct(&|_| true);
+            m.clusters_correct += distinct(&|s| s.reward > 0.0);
+            m.clusters_incorrect += distinct(&|s| s.reward <= 0.0);
+            m.degenerate += group
+                .iter()
+                .filter(|s| s.strategy == Strategy::Degenerate)
+                .count() as f64;
+            m.success_rate += f64::from(u8::from(group.iter().any(|s| s.reward > 0.0)));
+        }
+        m.clusters_all /= groups;
+        m.clusters_correct /= groups;
+        m.clusters_incorrect /= groups;
+        m.degenerate /= groups;
+        m.success_rate /= groups;
+        let count = samples.len().max(1) as f64;
+        m.reward_mean = samples.iter().map(|s| s.reward).sum::<f64>() / count;
+        m.positive_adv = samples.iter().filter(|s| s.advantage > 0.0).count() as f64 / count;
+        let tokens: usize = samples.iter().map(|s| s.response_tokens.len()).sum();
+        m.response_len = tokens as f64 / count;
+        m.tokens_per_s = tokens as f64 / times.rollout.max(1e-9);
+        m.time_rollout = times.rollout;
+        m.time_judge = times.judge;
+        m.time_advantage = times.advantage;
+        m
+    }
+
+    /// The metrics that do not depend on wall-clock time (for resume comparisons).
+    pub fn without_timings(&self) -> Self {
+        Self {
+            tokens_per_s: 0.0,
+            time_rollout: 0.0,
+            time_judge: 0.0,
+            time_advantage: 0.0,
+            time_update: 0.0,
+            ..self.clone()
+        }
+    }
+}

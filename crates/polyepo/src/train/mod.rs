@@ -1,0 +1,176 @@
+//! The on-policy training loop (DESIGN.md §1): for each batch of prompts, sample N
+//! generations each → reward → strategy labels → marginal set advantages → PPO update.
+
+pub mod error;
+pub mod metrics;
+pub mod policy;
+pub mod rollout;
+pub mod run_dir;
+pub mod sequences;
+pub mod update;
+pub mod warmup;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+pub use error::{TrainError, TrainResult};
+pub use metrics::StepMetrics;
+
+use crate::config::TrainConfig;
+use crate::judge::{StrategyJudge, TaskJudge};
+use crate::optim::AdamW;
+use crate::tasks::jsonl::JsonlTask;
+use crate::tasks::reach::Reach;
+use crate::tasks::{Prompt, Task};
+use policy::Policy;
+use run_dir::RunDir;
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A line for the log.
+    Log(String),
+    /// The loop is about to run steps `from + 1 ..= total`.
+    Start {
+        /// Steps already done (resume).
+        from: u64,
+        /// Total steps.
+        total: u64,
+    },
+    /// A step finished.
+    Step(&'a StepMetrics),
+}
+
+/// How to run.
+pub struct TrainOptions<'a> {
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to finish the current step, save and stop.
+    pub stop: Arc<AtomicBool>,
+    /// Progress and log sink.
+    pub on_event: &'a mut dyn FnMut(Event<'_>),
+}
+
+/// What a finished (or stopped) run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Steps completed.
+    pub steps: u64,
+    /// The exported final model.
+    pub final_model: PathBuf,
+    /// Whether the run was stopped before its last step.
+    pub interrupted: bool,
+}
+
+/// The task `cfg` describes.
+pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
+    match (cfg.task.kind.as_str(), &cfg.task.jsonl) {
+        ("jsonl", Some(j)) => Ok(Box::new(JsonlTask::new(j)?)),
+        _ => Ok(Box::new(Reach::new(&cfg.task.reach))),
+    }
+}
+
+/// The prompts of step `step` (0-based): consecutive slices of per-epoch shuffles of the
+/// training prompts, a pure function of (seed, step) so a resumed run sees the same data.
+pub fn step_prompts(task: &dyn Task, cfg: &TrainConfig, step: u64) -> Vec<Prompt> {
+    let all = task.train_prompts();
+    let per_step = cfg.rollout.prompts_per_step;
+    let start = step as usize * per_step;
+    let mut order_of_epoch: Option<(usize, Vec<usize>)> = None;
+    (start..start + per_step)
+        .map(|i| {
+            let (epoch, within) = (i / all.len(), i % all.len());
+            if order_of_epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                let mut order: Vec<usize> = (0..all.len()).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    cfg.run.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
+                ));
+                order_of_epoch = Some((epoch, order));
+            }
+            let order = &order_of_epoch.as_ref().map(|(_, o)| o).expect("set above");
+            all[order[within]].clone()
+        })
+        .collect()
+}
+
+/// Trains the policy `cfg` describes, writing everything into `run_dir`.
+pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> TrainResult<RunSummary> {
+    let on_event = opts.on_event;
+    let run = RunDir::open(run_dir, cfg, opts.resume)?;
+    let task = build_task(cfg)?;
+    let policy = Policy::build(cfg, task.as_ref(), &run.cache_dir(), &mut |m| {
+        on_event(Event::Log(m))
+    })?;
+    let task_judge = TaskJudge::new(task.as_ref());
+    let judge: Option<&dyn StrategyJudge> = task
+        .has_labeler()
+        .then_some(&task_judge as &dyn StrategyJudge);
+    let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+    let mut step = if opts.resume {
+        run.restore(&policy, &mut opt)?
+    } else {
+        0
+    };
+    on_event(Event::Start {
+        from: step,
+        total: cfg.run.steps,
+    });
+    let mut saved_at = step;
+    let mut interrupted = false;
+
+    while step < cfg.run.steps {
+        // Rollout → reward → judge → advantage, on this step's prompts.
+        let prompts = step_prompts(task.as_ref(), cfg, step);
+        let seed = cfg.run.seed.wrapping_mul(1_000_003).wrapping_add(step);
+        let (samples, times) =
+            rollout::collect(&policy, task.as_ref(), judge, &prompts, cfg, seed)?;
+
+        // Policy update.
+        let start = std::time::Instant::now();
+        let stats = update::ppo_update(&policy, &mut opt, &samples, cfg)?;
+        step += 1;
+
+        // Log.
+        let mut m =
+            StepMetrics::from_samples(step, &samples, cfg.rollout.samples_per_prompt, times);
+        m.time_update = start.elapsed().as_secs_f64();
+        (m.pg_loss, m.clipfrac, m.approx_kl, m.ref_kl) =
+            (stats.pg_loss, stats.clipfrac, stats.approx_kl, stats.ref_kl);
+        (m.entropy, m.grad_norm, m.lr) = (stats.entropy, stats.grad_norm, stats.lr);
+        run.append_metrics(&m)?;
+        on_event(Event::Step(&m));
+
+        // Checkpoint.
+        let stop = opts.stop.load(Ordering::SeqCst);
+        if stop || (cfg.run.checkpoint_every > 0 && step % cfg.run.checkpoint_every == 0) {
+            let dir = run.save_checkpoint(step, &policy, &opt)?;
+            saved_at = step;
+            on_event(Event::Log(format!("checkpoint {}", dir.display())));
+        }
+        if stop && step < cfg.run.steps {
+            interrupted = true;
+            on_event(Event::Log(format!(
+                "stopped after step {step}; resume with `polyepo train --resume {}`",
+                run.root().display()
+            )));
+            break;
+        }
+    }
+    if saved_at != step {
+        run.save_checkpoint(step, &policy, &opt)?;
+    }
+    let final_model = run.save_final(&policy)?;
+    Ok(RunSummary {
+        run_dir: run.root().to_owned(),
+        steps: step,
+        final_model,
+        interrupted,
+    })
+}

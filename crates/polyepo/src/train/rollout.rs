@@ -1,0 +1,139 @@
+//! One step's experience: sample N generations per prompt, grade them, label their
+//! strategies, and turn each group into per-generation advantages with setrl.
+
+use std::time::Instant;
+
+use setrl::{Group, Objective, Strategy};
+
+use super::error::TrainResult;
+use super::policy::Policy;
+use crate::config::{Algorithm, AlgorithmSection, TrainConfig};
+use crate::judge::StrategyJudge;
+use crate::sample::{SamplingParams, generate};
+use crate::tasks::{Prompt, Task};
+
+/// One generation with everything the update and the metrics need.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Index of its prompt group within the step.
+    pub group: usize,
+    /// Prompt tokens.
+    pub prompt_tokens: Vec<u32>,
+    /// Generated tokens (stop token included).
+    pub response_tokens: Vec<u32>,
+    /// Decoded response.
+    pub text: String,
+    /// Verifier reward.
+    pub reward: f64,
+    /// Strategy label (`Degenerate` for gibberish).
+    pub strategy: Strategy,
+    /// Marginal set advantage (or the baseline algorithm's advantage).
+    pub advantage: f64,
+}
+
+/// Wall-clock seconds of each stage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageSeconds {
+    /// Sampling.
+    pub rollout: f64,
+    /// Reward and strategy labels.
+    pub judge: f64,
+    /// Advantages.
+    pub advantage: f64,
+}
+
+/// Sample → reward → judge → advantage for one batch of prompts.
+pub fn collect(
+    policy: &Policy,
+    task: &dyn Task,
+    judge: Option<&dyn StrategyJudge>,
+    prompts: &[Prompt],
+    cfg: &TrainConfig,
+    seed: u64,
+) -> TrainResult<(Vec<Sample>, StageSeconds)> {
+    let n = cfg.rollout.samples_per_prompt;
+    let mut times = StageSeconds::default();
+
+    // Sample: every prompt N times, in one batch.
+    let start = Instant::now();
+    let encoded: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| policy.encode_prompt(p))
+        .collect::<TrainResult<_>>()?;
+    let rows: Vec<Vec<u32>> = encoded
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), n))
+        .collect();
+    let params = SamplingParams {
+        max_new_tokens: cfg.rollout.max_new_tokens,
+        temperature: cfg.rollout.temperature,
+        top_p: cfg.rollout.top_p,
+        top_k: cfg.rollout.top_k,
+        stop_strings: Vec::new(),
+        seed,
+    };
+    let generations = generate(&policy.model, &policy.tokenizer, &rows, &params)?;
+    times.rollout = start.elapsed().as_secs_f64();
+
+    // Reward and strategy labels, one prompt group at a time.
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(rows.len());
+    for (g, (prompt, chunk)) in prompts.iter().zip(generations.chunks(n)).enumerate() {
+        let texts: Vec<String> = chunk.iter().map(|c| c.text.clone()).collect();
+        let labels = match judge {
+            Some(j) => j.label(prompt, &texts)?,
+            None => vec![Strategy::Cluster(0); n],
+        };
+        for (generation, strategy) in chunk.iter().zip(labels) {
+            samples.push(Sample {
+                group: g,
+                prompt_tokens: encoded[g].clone(),
+                response_tokens: generation.tokens.clone(),
+                text: generation.text.clone(),
+                reward: task.reward(prompt, &generation.text),
+                strategy,
+                advantage: 0.0,
+            });
+        }
+    }
+    times.judge = start.elapsed().as_secs_f64();
+
+    // Advantages per group.
+    let start = Instant::now();
+    for (g, group_samples) in samples.chunks_mut(n).enumerate() {
+        let group = Group::new(
+            group_samples.iter().map(|s| s.reward).collect(),
+            group_samples.iter().map(|s| s.strategy).collect(),
+        )?;
+        let adv = advantages(&cfg.algorithm, &group, seed.wrapping_add(g as u64))?;
+        for (s, a) in group_samples.iter_mut().zip(adv) {
+            s.advantage = a;
+        }
+    }
+    times.advantage = start.elapsed().as_secs_f64();
+    Ok((samples, times))
+}
+
+/// The configured algorithm's advantage for one group.
+pub fn advantages(
+    cfg: &AlgorithmSection,
+    group: &Group,
+    seed: u64,
+) -> Result<Vec<f64>, setrl::SetRlError> {
+    let set = |objective: Objective| -> Result<Vec<f64>, setrl::SetRlError> {
+        Ok(match cfg.estimator.as_str() {
+            "sampled" => {
+                setrl::sampled(&objective, group, cfg.set_size, cfg.sets, seed)?.advantages
+            }
+            _ => objective.exact(group, cfg.set_size)?.advantages,
+        })
+    };
+    match cfg.name {
+        Algorithm::Polyepo => set(Objective::Polychromatic),
+        Algorithm::SetrlMean => set(Objective::Mean),
+        Algorithm::SetrlMax => set(Objective::Max),
+        Algorithm::Grpo => Ok(setrl::grpo(group).advantages),
+        Algorithm::Drgrpo => Ok(setrl::drgrpo(group).advantages),
+        Algorithm::DiversityBonus => Ok(setrl::diversity_bonus(group, cfg.lambda).advantages),
+    }
+}
