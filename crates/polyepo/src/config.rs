@@ -206,8 +206,8 @@ impl Default for TrainConfig {
             run: RunSection {
                 name: "polyepo-reach".into(),
                 seed: 0,
-                steps: 60,
-                checkpoint_every: 20,
+                steps: 200,
+                checkpoint_every: 50,
             },
             task: TaskSection {
                 kind: "reach".into(),
