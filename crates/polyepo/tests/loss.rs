@@ -15,7 +15,11 @@ fn token_loss(lp: f64, old: f64, a: f64, cfg: &LossConfig) -> f64 {
     let r = (lp - old).exp();
     let clipped = r.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high);
     let l = (-a * r).max(-a * clipped);
-    if a < 0.0 && cfg.dual_clip > 0.0 { l.min(-a * cfg.dual_clip) } else { l }
+    if a < 0.0 && cfg.dual_clip > 0.0 {
+        l.min(-a * cfg.dual_clip)
+    } else {
+        l
+    }
 }
 
 fn hand_loss(cfg: &LossConfig) -> f64 {
@@ -30,7 +34,9 @@ fn hand_loss(cfg: &LossConfig) -> f64 {
     match cfg.aggregation {
         Aggregation::TokenMean => (sums[0] + sums[1]) / (counts[0] + counts[1]),
         Aggregation::SeqMeanTokenMean => (sums[0] / counts[0] + sums[1] / counts[1]) / 2.0,
-        Aggregation::SeqMeanTokenSumNorm => (sums[0] / MAX_LEN as f64 + sums[1] / MAX_LEN as f64) / 2.0,
+        Aggregation::SeqMeanTokenSumNorm => {
+            (sums[0] / MAX_LEN as f64 + sums[1] / MAX_LEN as f64) / 2.0
+        }
     }
 }
 
@@ -56,18 +62,42 @@ fn run(cfg: &LossConfig, adv: [f64; 2]) -> (f64, Tensor, f64) {
         cfg,
     )
     .unwrap();
-    let grad = out.loss.backward().unwrap().get(lp.as_tensor()).unwrap().clone();
-    (out.loss.to_scalar::<f32>().unwrap() as f64, grad, out.clipfrac)
+    let grad = out
+        .loss
+        .backward()
+        .unwrap()
+        .get(lp.as_tensor())
+        .unwrap()
+        .clone();
+    (
+        out.loss.to_scalar::<f32>().unwrap() as f64,
+        grad,
+        out.clipfrac,
+    )
 }
 
 #[test]
 fn loss_matches_hand_computation_for_every_aggregation_and_clip() {
-    for aggregation in [Aggregation::TokenMean, Aggregation::SeqMeanTokenMean, Aggregation::SeqMeanTokenSumNorm] {
-        for (clip_low, clip_high, dual_clip) in [(0.2, 0.28, 3.0), (0.2, 0.2, 0.0), (0.1, 0.5, 1.5)] {
-            let cfg = LossConfig { clip_low, clip_high, dual_clip, aggregation, ..LossConfig::default() };
+    for aggregation in [
+        Aggregation::TokenMean,
+        Aggregation::SeqMeanTokenMean,
+        Aggregation::SeqMeanTokenSumNorm,
+    ] {
+        for (clip_low, clip_high, dual_clip) in [(0.2, 0.28, 3.0), (0.2, 0.2, 0.0), (0.1, 0.5, 1.5)]
+        {
+            let cfg = LossConfig {
+                clip_low,
+                clip_high,
+                dual_clip,
+                aggregation,
+                ..LossConfig::default()
+            };
             let (loss, _, _) = run(&cfg, ADV);
             let expected = hand_loss(&cfg);
-            assert!((loss - expected).abs() < 1e-5, "{aggregation:?} {clip_low}/{clip_high}/{dual_clip}: {loss} vs {expected}");
+            assert!(
+                (loss - expected).abs() < 1e-5,
+                "{aggregation:?} {clip_low}/{clip_high}/{dual_clip}: {loss} vs {expected}"
+            );
         }
     }
 }
@@ -89,16 +119,39 @@ fn clipped_tokens_get_no_gradient_and_are_counted() {
     // response tokens; (1, 1) is bounded by the dual clip instead.
     assert!((clipfrac - 1.0 / 5.0).abs() < 1e-6, "{clipfrac}");
     // Without the dual clip, the huge-ratio token's loss is −A·r and has a gradient.
-    let (_, grad, _) = run(&LossConfig { dual_clip: 0.0, ..cfg }, ADV);
+    let (_, grad, _) = run(
+        &LossConfig {
+            dual_clip: 0.0,
+            ..cfg
+        },
+        ADV,
+    );
     assert_ne!(grad.to_vec2::<f32>().unwrap()[1][1], 0.0);
 }
 
 #[test]
 fn zero_advantage_gives_zero_gradient() {
-    for aggregation in [Aggregation::TokenMean, Aggregation::SeqMeanTokenMean, Aggregation::SeqMeanTokenSumNorm] {
-        let (loss, grad, _) = run(&LossConfig { aggregation, ..LossConfig::default() }, [0.0, 0.0]);
+    for aggregation in [
+        Aggregation::TokenMean,
+        Aggregation::SeqMeanTokenMean,
+        Aggregation::SeqMeanTokenSumNorm,
+    ] {
+        let (loss, grad, _) = run(
+            &LossConfig {
+                aggregation,
+                ..LossConfig::default()
+            },
+            [0.0, 0.0],
+        );
         assert_eq!(loss, 0.0);
-        assert!(grad.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|g| *g == 0.0));
+        assert!(
+            grad.flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .all(|g| *g == 0.0)
+        );
     }
 }
 
@@ -109,7 +162,12 @@ fn kl_penalty_matches_its_estimators() {
     let mask = t2(MASK);
     let zero = Tensor::new(&[0f32, 0.0], &Device::Cpu).unwrap();
     for est in [KlEstimator::K1, KlEstimator::K3] {
-        let cfg = LossConfig { kl_coef: 0.5, kl_estimator: est, aggregation: Aggregation::TokenMean, ..LossConfig::default() };
+        let cfg = LossConfig {
+            kl_coef: 0.5,
+            kl_estimator: est,
+            aggregation: Aggregation::TokenMean,
+            ..LossConfig::default()
+        };
         let out = ppo_loss(
             &LossInputs {
                 log_probs: lp.as_tensor(),
@@ -135,7 +193,11 @@ fn kl_penalty_matches_its_estimators() {
             }
         }
         expected /= 5.0;
-        assert!((out.ref_kl - expected).abs() < 1e-5, "{est:?}: {} vs {expected}", out.ref_kl);
+        assert!(
+            (out.ref_kl - expected).abs() < 1e-5,
+            "{est:?}: {} vs {expected}",
+            out.ref_kl
+        );
         assert!((out.loss.to_scalar::<f32>().unwrap() as f64 - 0.5 * expected).abs() < 1e-5);
     }
 }
