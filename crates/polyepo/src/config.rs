@@ -457,6 +457,21 @@ impl TrainConfig {
             }
             other => return e("task.kind", format!("is `{other}`; use `reach` or `jsonl`")),
         }
+        if self.model.source == "tiny" && self.task.reach.style != "compact" {
+            return e(
+                "task.reach.style",
+                "the `tiny` model reads only the `compact` style".into(),
+            );
+        }
+        if !matches!(self.task.reach.style.as_str(), "compact" | "instruct") {
+            return e(
+                "task.reach.style",
+                format!(
+                    "is `{}`; use `compact` or `instruct`",
+                    self.task.reach.style
+                ),
+            );
+        }
         if self.model.source == "tiny" && self.task.kind != "reach" {
             return e(
                 "model.source",

@@ -35,6 +35,10 @@ pub struct ReachConfig {
     pub set_size: usize,
     /// Seed of the prompt generator.
     pub seed: u64,
+    /// `compact` (`T=7 A=+3,-1,+5>`, for the tiny model) or `instruct` (an English request
+    /// sent through the chat template, for instruction-tuned models; the answer is the last
+    /// run of steps in the reply).
+    pub style: String,
 }
 
 impl Default for ReachConfig {
@@ -45,6 +49,7 @@ impl Default for ReachConfig {
             train_steps: vec![1, 2, 3, 5, -1, -2],
             set_size: 3,
             seed: 1234,
+            style: "compact".into(),
         }
     }
 }
@@ -54,6 +59,46 @@ impl Default for ReachConfig {
 pub struct Reach {
     train: Vec<Prompt>,
     eval: Vec<Prompt>,
+    instruct: bool,
+}
+
+/// The answer inside a free-form reply: the last run of signed one-digit steps (`+3+5-1`),
+/// spaces ignored. A compact reply is its own answer.
+pub fn extract_answer(response: &str) -> Option<String> {
+    let compact: Vec<u8> = response
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let is_step = |j: usize| {
+        j + 1 < compact.len()
+            && matches!(compact[j], b'+' | b'-')
+            && (b'1'..=b'9').contains(&compact[j + 1])
+            && !compact.get(j + 2).is_some_and(u8::is_ascii_digit)
+    };
+    let mut best: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < compact.len() {
+        let mut j = i;
+        while is_step(j) {
+            j += 2;
+        }
+        if j > i {
+            best = Some((i, j));
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    best.map(|(a, b)| String::from_utf8_lossy(&compact[a..b]).into_owned())
+}
+
+/// Text of an instruction-style prompt.
+pub fn instruct_text(target: i64, allowed: &[i64]) -> String {
+    let steps: Vec<String> = allowed.iter().map(|s| format!("{s:+}")).collect();
+    format!(
+        "Reach the number {target} starting from 0, using only these steps: {}. Each step may be used any number of times, at most {MAX_STEPS} steps in all. Reply with the steps only, for example +3+3-1.",
+        steps.join(", ")
+    )
 }
 
 /// Parses `+3-1+5` into steps; `None` if it is not a sequence of signed digits.
@@ -150,7 +195,11 @@ impl Reach {
                 // Prompts with several strategies only: exploration must matter.
                 if sols.len() >= 3 {
                     prompts.push(Prompt {
-                        text: prompt_text(target, &allowed),
+                        text: if cfg.style == "instruct" {
+                            instruct_text(target, &allowed)
+                        } else {
+                            prompt_text(target, &allowed)
+                        },
                         reference: serde_json::json!({ "target": target, "allowed": allowed }),
                     });
                 }
@@ -159,7 +208,21 @@ impl Reach {
         };
         let train = make(cfg.train_prompts, false, &mut rng);
         let eval = make(cfg.eval_prompts, true, &mut rng);
-        Self { train, eval }
+        Self {
+            train,
+            eval,
+            instruct: cfg.style == "instruct",
+        }
+    }
+
+    /// The answer part of a response: all of it in compact style, the last run of steps in
+    /// instruct style.
+    fn answer(&self, response: &str) -> Option<String> {
+        if self.instruct {
+            extract_answer(response)
+        } else {
+            Some(response.to_owned())
+        }
     }
 
     fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
@@ -217,7 +280,7 @@ impl Task for Reach {
     }
     fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
         let (target, allowed) = Self::spec(prompt);
-        match parse_steps(response) {
+        match self.answer(response).and_then(|a| parse_steps(&a)) {
             Some(steps)
                 if steps.len() <= MAX_STEPS
                     && steps.iter().all(|s| allowed.contains(s))
@@ -230,7 +293,7 @@ impl Task for Reach {
     }
     fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
         let (_, allowed) = Self::spec(prompt);
-        Some(match parse_steps(response) {
+        Some(match self.answer(response).and_then(|a| parse_steps(&a)) {
             // Off-task answers (steps outside A, or too long) are degenerate, not a strategy.
             Some(steps)
                 if steps.len() <= MAX_STEPS && steps.iter().all(|s| allowed.contains(s)) =>
@@ -250,7 +313,7 @@ impl Task for Reach {
         true
     }
     fn wants_chat_template(&self) -> bool {
-        false
+        self.instruct
     }
 }
 
@@ -278,6 +341,33 @@ mod tests {
         assert_ne!(task.strategy(&p, "+3+5-1"), task.strategy(&p, "+5+5-3"));
         assert_eq!(task.strategy(&p, "hello"), Some(Strategy::Degenerate));
         assert_eq!(task.strategy(&p, "+7"), Some(Strategy::Degenerate));
+    }
+
+    #[test]
+    fn instruct_replies_are_graded_on_their_last_run_of_steps() {
+        let cfg = ReachConfig {
+            style: "instruct".into(),
+            ..ReachConfig::default()
+        };
+        let task = Reach::new(&cfg);
+        assert!(task.wants_chat_template());
+        let p = Prompt {
+            text: instruct_text(7, &[5, 3, -1]),
+            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+        };
+        assert_eq!(
+            extract_answer("Sure! The steps are: +3 +5 -1."),
+            Some("+3+5-1".into())
+        );
+        assert_eq!(extract_answer("no steps here"), None);
+        assert_eq!(
+            extract_answer("+12"),
+            None,
+            "multi-digit numbers are not steps"
+        );
+        assert_eq!(task.reward(&p, "Sure! The steps are: +3 +5 -1."), 1.0);
+        assert_eq!(task.reward(&p, "I think +5+3"), 0.0);
+        assert_eq!(task.strategy(&p, "nothing"), Some(Strategy::Degenerate));
     }
 
     #[test]
