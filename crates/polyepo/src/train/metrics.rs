@@ -121,6 +121,18 @@ impl StepMetrics {
         m
     }
 
+    /// Every metric but the step, as (key, value) pairs for TensorBoard.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map
+                .into_iter()
+                .filter(|(k, _)| k != "step")
+                .filter_map(|(k, v)| Some((k, v.as_f64()?)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The metrics that do not depend on wall-clock time (for resume comparisons).
     pub fn without_timings(&self) -> Self {
         Self {

@@ -7,6 +7,7 @@ pub mod policy;
 pub mod rollout;
 pub mod run_dir;
 pub mod sequences;
+pub mod tensorboard;
 pub mod update;
 pub mod warmup;
 
@@ -122,6 +123,8 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         from: step,
         total: cfg.run.steps,
     });
+    let mut events =
+        tensorboard::EventWriter::create(run.root()).map_err(|e| TrainError::io(run.root(), e))?;
     let mut saved_at = step;
     let mut interrupted = false;
 
@@ -145,6 +148,9 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
             (stats.pg_loss, stats.clipfrac, stats.approx_kl, stats.ref_kl);
         (m.entropy, m.grad_norm, m.lr) = (stats.entropy, stats.grad_norm, stats.lr);
         run.append_metrics(&m)?;
+        events
+            .scalars(step, &m.scalars())
+            .map_err(|e| TrainError::io(events.path(), e))?;
         on_event(Event::Step(&m));
 
         // Checkpoint.
