@@ -457,6 +457,22 @@ impl TrainConfig {
             }
             other => return e("task.kind", format!("is `{other}`; use `reach` or `jsonl`")),
         }
+        if let Err(m) = crate::model::device::parse_dtype(&self.model.dtype) {
+            return e("model.dtype", m);
+        }
+        let device_ok = self.model.device == "cpu"
+            || self.model.device == "cuda"
+            || self
+                .model
+                .device
+                .strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<usize>().is_ok());
+        if !device_ok {
+            return e(
+                "model.device",
+                format!("is `{}`; use cpu, cuda or cuda:N", self.model.device),
+            );
+        }
         if self.model.source == "tiny" && self.task.reach.style != "compact" {
             return e(
                 "task.reach.style",

@@ -27,4 +27,5 @@ pub mod load;
 pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
+pub mod device;
 pub mod ops;

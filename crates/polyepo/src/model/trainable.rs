@@ -26,21 +26,12 @@ pub struct LoraConfig {
 }
 
 impl Default for LoraConfig {
+    /// Rank 16, α 32, every linear layer of the blocks (not the output head).
     fn default() -> Self {
         Self {
             rank: 16,
             alpha: 32.0,
-            targets: [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ]
-            .map(String::from)
-            .to_vec(),
+            targets: LORA_TARGETS[..7].iter().map(|t| t.to_string()).collect(),
         }
     }
 }

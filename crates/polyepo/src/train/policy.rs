@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use crate::model::device::{parse_device, parse_dtype};
 
 use super::error::TrainResult;
 use super::warmup;
@@ -25,38 +25,13 @@ pub struct Policy {
     chat: bool,
 }
 
-/// Parses the configured device.
-pub fn device(cfg: &TrainConfig) -> TrainResult<Device> {
-    match cfg.model.device.as_str() {
-        "cpu" => Ok(Device::Cpu),
-        s if s.starts_with("cuda") => {
-            let ordinal = s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            Ok(Device::new_cuda(ordinal)?)
-        }
-        other => Err(crate::config::ConfigError {
-            origin: "config".into(),
-            key: "model.device".into(),
-            message: format!("`{other}`: use cpu, cuda or cuda:N"),
-        }
-        .into()),
+fn config_error(key: &str, message: String) -> crate::train::TrainError {
+    crate::config::ConfigError {
+        origin: "config".into(),
+        key: key.into(),
+        message,
     }
-}
-
-fn dtype(cfg: &TrainConfig) -> TrainResult<candle_core::DType> {
-    match cfg.model.dtype.as_str() {
-        "f32" => Ok(candle_core::DType::F32),
-        "bf16" => Ok(candle_core::DType::BF16),
-        "f16" => Ok(candle_core::DType::F16),
-        other => Err(crate::config::ConfigError {
-            origin: "config".into(),
-            key: "model.dtype".into(),
-            message: format!("`{other}`: use f32, bf16 or f16"),
-        }
-        .into()),
-    }
+    .into()
 }
 
 impl Policy {
@@ -68,13 +43,18 @@ impl Policy {
         cache_dir: &Path,
         log: &mut dyn FnMut(String),
     ) -> TrainResult<Self> {
-        let device = device(cfg)?;
+        let device =
+            parse_device(&cfg.model.device).map_err(|m| config_error("model.device", m))?;
         let source: PathBuf = if cfg.model.source == "tiny" {
             warmup::cached_base(cfg, task, cache_dir, log)?
         } else {
             PathBuf::from(&cfg.model.source)
         };
-        let loaded = load_model(&source, dtype(cfg)?, &device)?;
+        let loaded = load_model(
+            &source,
+            parse_dtype(&cfg.model.dtype).map_err(|m| config_error("model.dtype", m))?,
+            &device,
+        )?;
         let mut model = loaded.model;
         let reference = (cfg.loss.kl_coef > 0.0).then(|| model.detached());
         let vars = match &cfg.model.lora {
