@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::loss::LossConfig;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, LrSchedule};
+use crate::tasks::digits::DigitsConfig;
 use crate::tasks::jsonl::JsonlConfig;
 use crate::tasks::reach::ReachConfig;
 
@@ -55,10 +56,12 @@ pub struct RunSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSection {
-    /// `reach` (built-in synthetic) or `jsonl` (your data).
+    /// `reach` or `digits` (built-in synthetic) or `jsonl` (your data).
     pub kind: String,
     /// Settings of `reach`.
     pub reach: ReachConfig,
+    /// Settings of `digits`.
+    pub digits: DigitsConfig,
     /// Settings of `jsonl`.
     pub jsonl: Option<JsonlConfig>,
 }
@@ -212,6 +215,7 @@ impl Default for TrainConfig {
             task: TaskSection {
                 kind: "reach".into(),
                 reach: ReachConfig::default(),
+                digits: DigitsConfig::default(),
                 jsonl: None,
             },
             model: ModelSection {
@@ -437,7 +441,7 @@ impl TrainConfig {
             );
         }
         match self.task.kind.as_str() {
-            "reach" => {}
+            "reach" | "digits" => {}
             "jsonl" if self.task.jsonl.is_none() => {
                 return e(
                     "task.jsonl",
@@ -455,7 +459,12 @@ impl TrainConfig {
                     );
                 }
             }
-            other => return e("task.kind", format!("is `{other}`; use `reach` or `jsonl`")),
+            other => {
+                return e(
+                    "task.kind",
+                    format!("is `{other}`; use `reach`, `digits` or `jsonl`"),
+                );
+            }
         }
         if let Err(m) = crate::model::device::parse_dtype(&self.model.dtype) {
             return e("model.dtype", m);
@@ -473,7 +482,10 @@ impl TrainConfig {
                 format!("is `{}`; use cpu, cuda or cuda:N", self.model.device),
             );
         }
-        if self.model.source == "tiny" && self.task.reach.style != "compact" {
+        if self.model.source == "tiny"
+            && self.task.kind == "reach"
+            && self.task.reach.style != "compact"
+        {
             return e(
                 "task.reach.style",
                 "the `tiny` model reads only the `compact` style".into(),
@@ -488,10 +500,11 @@ impl TrainConfig {
                 ),
             );
         }
-        if self.model.source == "tiny" && self.task.kind != "reach" {
+        if self.model.source == "tiny" && self.task.kind == "jsonl" {
             return e(
                 "model.source",
-                "the `tiny` model is only for the built-in reach task; give a model path".into(),
+                "the `tiny` model is only for the built-in synthetic tasks; give a model path"
+                    .into(),
             );
         }
         if self.model.source != "tiny" && !Path::new(&self.model.source).exists() {

@@ -174,3 +174,19 @@ fn cli_names_bad_keys_and_missing_models() {
         "{err}"
     );
 }
+
+#[test]
+fn the_digits_domain_trains_from_its_own_warm_up() {
+    let root = temp_root("digits");
+    let mut cfg = small_config();
+    cfg.task.kind = "digits".into();
+    cfg.task.digits.train_prompts = 32;
+    cfg.task.digits.eval_prompts = 8;
+    cfg.run.steps = 2;
+    let summary = run(&cfg, &root.join("run"), false, None);
+    assert_eq!(summary.steps, 2);
+    let m = metrics(&root.join("run"));
+    // The warmed-up base already answers in the digits format: some correct strategies.
+    assert!(m.iter().any(|s| s.clusters_correct > 0.0), "{m:?}");
+    std::fs::remove_dir_all(&root).ok();
+}

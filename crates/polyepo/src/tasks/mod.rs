@@ -1,6 +1,7 @@
 //! Tasks: prompts (train and held-out), a verifier giving each response a reward, and
 //! optionally a strategy labeler that clusters responses by how they solve the prompt.
 
+pub mod digits;
 pub mod jsonl;
 pub mod reach;
 
@@ -34,6 +35,53 @@ pub trait Task: Send + Sync {
     fn wants_chat_template(&self) -> bool {
         true
     }
+    /// A correct answer drawn from a skewed strategy distribution, for the supervised
+    /// warm-up of a base policy; `None` if the task has no demonstrations.
+    fn demonstration(
+        &self,
+        _prompt: &Prompt,
+        _skew: f64,
+        _rng: &mut dyn rand::RngCore,
+    ) -> Option<String> {
+        None
+    }
+    /// Every character its prompts and answers use: the vocabulary of a character-level
+    /// model trained from scratch (empty when the task is meant for pretrained models).
+    fn alphabet(&self) -> &str {
+        ""
+    }
+}
+
+/// Picks one solution with a habit: solutions are ranked by how often they use the
+/// largest allowed value (then by length), and rank r is drawn with weight skew^r, as a
+/// pretrained model prefers a few habitual strategies.
+pub fn skewed_pick(
+    mut solutions: Vec<Vec<i64>>,
+    allowed: &[i64],
+    skew: f64,
+    rng: &mut dyn rand::RngCore,
+) -> Option<Vec<i64>> {
+    use rand::Rng;
+    if solutions.is_empty() {
+        return None;
+    }
+    let biggest = allowed.iter().copied().max().unwrap_or(1);
+    solutions.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(s.iter().filter(|&&x| x == biggest).count()),
+            s.len(),
+            s.clone(),
+        )
+    });
+    let weights: Vec<f64> = (0..solutions.len()).map(|r| skew.powi(r as i32)).collect();
+    let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return Some(solutions.swap_remove(i));
+        }
+        u -= w;
+    }
+    solutions.pop()
 }
 
 /// A stable 63-bit id for a canonical strategy string (FNV-1a), so cluster ids do not

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
+
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
@@ -234,35 +235,15 @@ impl Reach {
         (target, allowed)
     }
 
-    /// Demonstrations for the supervised warm-up, from a skewed strategy distribution: the
-    /// solutions are ranked by how much they lean on the largest step, and rank r is drawn
-    /// with weight skew^r, as a pretrained model prefers a few habitual strategies.
-    pub fn demonstration(prompt: &Prompt, skew: f64, rng: &mut impl Rng) -> Option<String> {
+    /// A demonstration for the supervised warm-up: a solution drawn by
+    /// [`super::skewed_pick`] (habits lean on the largest step), steps in descending order.
+    pub fn demonstration(
+        prompt: &Prompt,
+        skew: f64,
+        rng: &mut dyn rand::RngCore,
+    ) -> Option<String> {
         let (target, allowed) = Self::spec(prompt);
-        let mut sols = solutions(&allowed, target);
-        if sols.is_empty() {
-            return None;
-        }
-        let biggest = allowed.iter().copied().max().unwrap_or(1);
-        sols.sort_by_key(|s| {
-            (
-                std::cmp::Reverse(s.iter().filter(|&&x| x == biggest).count()),
-                s.len(),
-                s.clone(),
-            )
-        });
-        let weights: Vec<f64> = (0..sols.len()).map(|r| skew.powi(r as i32)).collect();
-        let total: f64 = weights.iter().sum();
-        let mut u = rng.random::<f64>() * total;
-        let mut pick = sols.len() - 1;
-        for (i, w) in weights.iter().enumerate() {
-            if u < *w {
-                pick = i;
-                break;
-            }
-            u -= w;
-        }
-        let mut steps = sols[pick].clone();
+        let mut steps = super::skewed_pick(solutions(&allowed, target), &allowed, skew, rng)?;
         steps.sort_unstable_by(|a, b| b.cmp(a));
         Some(answer_text(&steps))
     }
@@ -311,6 +292,17 @@ impl Task for Reach {
     }
     fn has_labeler(&self) -> bool {
         true
+    }
+    fn demonstration(
+        &self,
+        prompt: &Prompt,
+        skew: f64,
+        rng: &mut dyn rand::RngCore,
+    ) -> Option<String> {
+        Self::demonstration(prompt, skew, rng)
+    }
+    fn alphabet(&self) -> &str {
+        ALPHABET
     }
     fn wants_chat_template(&self) -> bool {
         self.instruct

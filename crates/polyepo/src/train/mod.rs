@@ -25,6 +25,7 @@ pub use metrics::StepMetrics;
 use crate::config::TrainConfig;
 use crate::judge::{StrategyJudge, TaskJudge};
 use crate::optim::AdamW;
+use crate::tasks::digits::Digits;
 use crate::tasks::jsonl::JsonlTask;
 use crate::tasks::reach::Reach;
 use crate::tasks::{Prompt, Task};
@@ -74,6 +75,7 @@ pub struct RunSummary {
 pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
     match (cfg.task.kind.as_str(), &cfg.task.jsonl) {
         ("jsonl", Some(j)) => Ok(Box::new(JsonlTask::new(j)?)),
+        ("digits", _) => Ok(Box::new(Digits::new(&cfg.task.digits))),
         _ => Ok(Box::new(Reach::new(&cfg.task.reach))),
     }
 }

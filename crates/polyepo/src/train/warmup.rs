@@ -17,19 +17,19 @@ use crate::model::checkpoint::export_hf;
 use crate::model::{Llama, LlamaConfig, TextTokenizer};
 use crate::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
 use crate::tasks::Task;
-use crate::tasks::reach::{ALPHABET, Reach};
 
 /// The directory of the warmed-up base model for `cfg`, training it first if no cached
 /// copy exists.
 pub fn cached_base(
     cfg: &TrainConfig,
-    _task: &dyn Task,
+    task: &dyn Task,
     cache_dir: &Path,
     log: &mut dyn FnMut(String),
 ) -> TrainResult<PathBuf> {
     let key_text = format!(
-        "{}|{}|{}|{}",
-        toml::to_string(&cfg.task.reach).unwrap_or_default(),
+        "{}|{}|{}|{}|{}",
+        cfg.task.kind,
+        toml::to_string(&cfg.task).unwrap_or_default(),
         toml::to_string(&cfg.model.tiny).unwrap_or_default(),
         toml::to_string(&cfg.warmup).unwrap_or_default(),
         cfg.run.seed
@@ -50,7 +50,7 @@ pub fn cached_base(
         cfg.warmup.steps,
         dir.display()
     ));
-    let (model, tokenizer) = train_base(cfg, log)?;
+    let (model, tokenizer) = train_base(cfg, task, log)?;
     // Export into a temp directory, then rename: a crash never leaves a half-written cache.
     let tmp = cache_dir.join(format!(".warmup-tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -61,10 +61,10 @@ pub fn cached_base(
 
 fn train_base(
     cfg: &TrainConfig,
+    task: &dyn Task,
     log: &mut dyn FnMut(String),
 ) -> TrainResult<(Llama, TextTokenizer)> {
-    let reach = Reach::new(&cfg.task.reach);
-    let tokenizer = TextTokenizer::char_level(ALPHABET)?;
+    let tokenizer = TextTokenizer::char_level(task.alphabet())?;
     let t = &cfg.model.tiny;
     let model_cfg = LlamaConfig {
         vocab_size: tokenizer.vocab_size(),
@@ -97,11 +97,19 @@ fn train_base(
     for step in 0..cfg.warmup.steps {
         let mut prompts = Vec::with_capacity(cfg.warmup.batch);
         let mut answers = Vec::with_capacity(cfg.warmup.batch);
+        let mut attempts = 0;
         while prompts.len() < cfg.warmup.batch {
-            let Some(p) = reach.train_prompts().choose(&mut rng) else {
+            attempts += 1;
+            if attempts > 100 * cfg.warmup.batch {
+                return Err(TrainError::io(
+                    "warm-up",
+                    format!("the task `{}` yields no demonstrations", task.name()),
+                ));
+            }
+            let Some(p) = task.train_prompts().choose(&mut rng) else {
                 break;
             };
-            if let Some(answer) = Reach::demonstration(p, cfg.warmup.skew, &mut rng) {
+            if let Some(answer) = task.demonstration(p, cfg.warmup.skew, &mut rng) {
                 prompts.push(tokenizer.encode(&p.text)?);
                 let mut a = tokenizer.encode(&answer)?;
                 a.push(eos);
