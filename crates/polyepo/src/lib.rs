@@ -5,11 +5,15 @@
 
 pub mod advantage_request;
 pub mod atomic;
+pub mod compare;
 pub mod config;
+pub mod eval;
 pub mod judge;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod plot;
+pub mod report;
 pub mod sample;
 pub mod tasks;
 pub mod train;

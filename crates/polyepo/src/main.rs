@@ -29,6 +29,12 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Print the default training configuration (TOML, every key with its default).
     Config,
+    /// Evaluate a model or run on held-out prompts: pass@k, diversity, test-time scaling.
+    Eval(cli::eval::EvalArgs),
+    /// Train and evaluate several algorithms × seeds from the same base; report the comparison.
+    Compare(cli::compare::CompareArgs),
+    /// Draw a run's training curves (SVG, PNG, Markdown).
+    Report(cli::report::ReportArgs),
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
 }
@@ -41,6 +47,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Config => cli::train::print_config(),
+        Command::Eval(args) => cli::eval::run(args),
+        Command::Compare(args) => cli::compare::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,9 @@
 
 pub mod advantages;
 pub mod bench;
+pub mod compare;
 pub mod device;
+pub mod eval;
+pub mod report;
 pub mod sample;
 pub mod train;

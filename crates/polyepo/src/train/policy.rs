@@ -34,6 +34,11 @@ fn config_error(key: &str, message: String) -> crate::train::TrainError {
     .into()
 }
 
+/// The device `cfg` names.
+pub fn device_of(cfg: &TrainConfig) -> TrainResult<candle_core::Device> {
+    parse_device(&cfg.model.device).map_err(|m| config_error("model.device", m))
+}
+
 impl Policy {
     /// The starting policy: the cached warm-up for `tiny`, the loaded model otherwise, made
     /// trainable (all weights, or LoRA adapters when configured).

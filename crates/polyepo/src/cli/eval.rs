@@ -1,0 +1,144 @@
+//! `polyepo eval`: held-out pass@k, diversity and a test-time-scaling chart for a model or a
+//! training run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use polyepo::config::TrainConfig;
+use polyepo::eval::{EvalSettings, evaluate};
+use polyepo::model::load_model;
+use polyepo::plot::{Chart, Series, save_chart};
+use polyepo::report::pass_curve;
+use polyepo::train::build_task;
+
+use super::device::DeviceArgs;
+
+/// Arguments of `polyepo eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory (its `final/` model and its task) or a model (HF directory or .gguf).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Built-in task to evaluate on (`reach`, `digits`); default: the run's task, or reach.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Training config whose task to use (for a model that is not a run directory).
+    #[arg(long, conflicts_with = "task")]
+    pub config: Option<PathBuf>,
+    /// Samples per held-out prompt (M); pass@k is reported for every k ≤ M.
+    #[arg(long, default_value_t = 32)]
+    pub samples: usize,
+    /// k values to print (all k ≤ M are in eval.json).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    pub k: Vec<usize>,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Longest response (default: the run's rollout.max_new_tokens).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 12_345)]
+    pub seed: u64,
+    /// Where to write eval.json (default: next to the model).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Evaluates, prints a table, writes eval.json and the pass@k chart.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let is_run = args.model.join("config.toml").exists() && args.model.join("final").exists();
+    let (model_path, mut cfg) = if is_run {
+        (
+            args.model.join("final"),
+            TrainConfig::load(Some(&args.model.join("config.toml")), &[])?,
+        )
+    } else {
+        (
+            args.model.clone(),
+            TrainConfig::load(args.config.as_deref(), &[]).unwrap_or_default(),
+        )
+    };
+    if let Some(kind) = &args.task {
+        cfg.task.kind = kind.clone();
+    }
+    let task = build_task(&cfg)?;
+    let loaded = load_model(&model_path, args.device.dtype()?, &args.device.device()?)
+        .with_context(|| format!("loading {}", model_path.display()))?;
+    let settings = EvalSettings {
+        samples: args.samples,
+        temperature: args.temperature,
+        max_new_tokens: args.max_new_tokens.unwrap_or(cfg.rollout.max_new_tokens),
+        seed: args.seed,
+        ..EvalSettings::default()
+    };
+    eprintln!(
+        "evaluating {} on {} held-out {} prompts × {} samples",
+        model_path.display(),
+        task.eval_prompts().len(),
+        task.name(),
+        settings.samples
+    );
+    let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), &settings)?;
+
+    println!("| k | pass@k |\n|---|---|");
+    for k in args.k.iter().filter(|k| **k <= report.samples) {
+        println!("| {k} | {:.3} |", report.pass_at_k[k]);
+    }
+    println!();
+    println!(
+        "mean reward                          {:.3}",
+        report.mean_reward
+    );
+    println!(
+        "distinct strategies per prompt       {:.2}",
+        report.strategies_per_prompt
+    );
+    println!(
+        "distinct correct strategies/prompt   {:.2}",
+        report.correct_strategies_per_prompt
+    );
+    println!(
+        "pooled distinct correct strategies   {}",
+        report.pooled_correct_strategies
+    );
+    println!(
+        "degenerate fraction                  {:.3}",
+        report.degenerate_fraction
+    );
+
+    let out = args.out.clone().unwrap_or_else(|| {
+        if is_run {
+            args.model.join("eval.json")
+        } else {
+            PathBuf::from("eval.json")
+        }
+    });
+    polyepo::atomic::write_atomic(&out, &serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let chart = Chart {
+        title: format!("Test-time scaling on held-out {} prompts", task.name()),
+        x_label: "k (samples)".into(),
+        y_label: "pass@k".into(),
+        log2_x: true,
+        series: vec![Series {
+            name: model_path.display().to_string(),
+            points: pass_curve(&report),
+        }],
+    };
+    let files =
+        save_chart(&out.with_file_name("eval_pass_at_k"), &chart).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "wrote {} and {}",
+        out.display(),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}

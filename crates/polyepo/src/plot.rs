@@ -1,0 +1,185 @@
+//! Line charts as SVG and PNG (plotters), readable without zooming: large fonts, thick lines,
+//! a legend. The PNG text uses Ubuntu Light from the `epaint_default_fonts` crate, so no
+//! system font is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// One named line.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// (x, y) points in x order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A chart to draw.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// Title.
+    pub title: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Plot x on a log2 axis (test-time scaling curves).
+    pub log2_x: bool,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+const SIZE: (u32, u32) = (1000, 650);
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font shipped by the crate; failure only loses PNG text.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        );
+    });
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let tx = |x: f64| if chart.log2_x { x.max(1e-9).log2() } else { x };
+    let pts: Vec<(f64, f64)> = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (tx(x), y)))
+        .collect();
+    let (mut x0, mut x1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (mut y0, mut y1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if pts.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.08).max(1e-3);
+    (y0, y1) = (y0 - pad, y1 + pad);
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&chart.title, ("sans-serif", 30))
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    let log2 = chart.log2_x;
+    // On a log2 axis, one tick per power of two.
+    let x_ticks = if log2 {
+        (x1 - x0).round() as usize + 1
+    } else {
+        10
+    };
+    ctx.configure_mesh()
+        .x_labels(x_ticks)
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .label_style(("sans-serif", 20))
+        .axis_desc_style(("sans-serif", 22))
+        .x_label_formatter(&|v| {
+            if log2 {
+                format!("{}", 2f64.powf(*v).round())
+            } else {
+                format!("{v:.0}")
+            }
+        })
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in chart.series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let line: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
+        ctx.draw_series(LineSeries::new(line.clone(), color.stroke_width(3)))
+            .map_err(err)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        if line.len() <= 16 {
+            ctx.draw_series(line.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                .map_err(err)?;
+        }
+    }
+    ctx.configure_series_labels()
+        .label_font(("sans-serif", 20))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Draws `chart` to `<stem>.svg` and `<stem>.png` (each written to a temp file and renamed).
+pub fn save_chart(stem: &Path, chart: &Chart) -> Result<Vec<PathBuf>, String> {
+    register_font();
+    let with_ext = |ext: &str| stem.with_extension(ext);
+    let temp = |ext: &str| {
+        let name = stem
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        stem.with_file_name(format!(".{name}.tmp.{ext}"))
+    };
+    let (svg, png) = (temp("svg"), temp("png"));
+    draw(SVGBackend::new(&svg, SIZE).into_drawing_area(), chart)?;
+    draw(BitMapBackend::new(&png, SIZE).into_drawing_area(), chart)?;
+    let mut out = Vec::new();
+    for ext in ["svg", "png"] {
+        std::fs::rename(temp(ext), with_ext(ext))
+            .map_err(|e| format!("{}: {e}", with_ext(ext).display()))?;
+        out.push(with_ext(ext));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_svg_and_png() {
+        let dir = std::env::temp_dir().join(format!("polyepo-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chart = Chart {
+            title: "pass@k".into(),
+            x_label: "k".into(),
+            y_label: "pass@k".into(),
+            log2_x: true,
+            series: vec![Series {
+                name: "a".into(),
+                points: vec![(1.0, 0.2), (2.0, 0.4), (4.0, 0.6)],
+            }],
+        };
+        let files = save_chart(&dir.join("curve"), &chart).unwrap();
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("pass@k"));
+        let png = std::fs::read(&files[1]).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
