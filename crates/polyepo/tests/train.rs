@@ -1,11 +1,14 @@
 //! The trainer end to end on a tiny model: resuming equals not stopping, a POLY-EPO step moves
 //! probability towards generations with positive marginal advantage, and bad input is named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use polyepo::config::TrainConfig;
+
+mod common;
+use common::{small_config, temp_root};
 use polyepo::judge::TaskJudge;
 use polyepo::optim::AdamW;
 use polyepo::train::policy::Policy;
@@ -13,33 +16,6 @@ use polyepo::train::sequences::response_log_probs;
 use polyepo::train::{
     Event, StepMetrics, TrainOptions, build_task, rollout, run_dir, step_prompts, train, update,
 };
-
-/// A run small enough for a test: tiny warm-up, 4 prompts × 4 samples per step.
-fn small_config() -> TrainConfig {
-    TrainConfig::load(
-        None,
-        &[
-            "run.steps=4".into(),
-            "run.checkpoint_every=0".into(),
-            "task.reach.train_prompts=32".into(),
-            "task.reach.eval_prompts=8".into(),
-            "warmup.steps=40".into(),
-            "warmup.batch=16".into(),
-            "rollout.prompts_per_step=4".into(),
-            "rollout.samples_per_prompt=4".into(),
-            "algorithm.set_size=2".into(),
-            "optim.lr=1e-3".into(),
-        ],
-    )
-    .unwrap()
-}
-
-fn temp_root(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("polyepo-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn run(
     cfg: &TrainConfig,
