@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use crate::model::chat::{Message, chat_prompt};
+use crate::model::chat::encode_user_turn;
 use crate::model::{Llama, ModelResult, TextTokenizer};
 use crate::sample::{SamplingParams, generate};
 use crate::tasks::Task;
@@ -93,18 +93,10 @@ pub fn evaluate(
     let prompts = task.eval_prompts();
     let m = settings.samples.max(1);
     let chat = task.wants_chat_template() && tokenizer.chat_template.is_some();
-    let mut encoded = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        let text = if chat {
-            chat_prompt(
-                tokenizer.chat_template.as_deref(),
-                &[Message::user(p.text.clone())],
-            )?
-        } else {
-            p.text.clone()
-        };
-        encoded.push(tokenizer.encode(&text)?);
-    }
+    let encoded: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| encode_user_turn(tokenizer, &p.text, chat))
+        .collect::<ModelResult<_>>()?;
     let rows: Vec<(usize, &Vec<u32>)> = encoded
         .iter()
         .enumerate()

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use polyepo::model::chat::{Message, chat_prompt};
+use polyepo::model::chat::encode_user_turn;
 use polyepo::model::load_model;
 use polyepo::sample::{SamplingParams, generate};
 
@@ -56,15 +56,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let device = args.device.device()?;
     let loaded = load_model(&args.model, args.device.dtype()?, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let text = if args.chat {
-        chat_prompt(
-            loaded.tokenizer.chat_template.as_deref(),
-            &[Message::user(args.prompt.clone())],
-        )?
-    } else {
-        args.prompt.clone()
-    };
-    let prompt = loaded.tokenizer.encode(&text)?;
+    let prompt = encode_user_turn(&loaded.tokenizer, &args.prompt, args.chat)?;
     let params = SamplingParams {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,

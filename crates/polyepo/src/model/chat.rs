@@ -77,6 +77,23 @@ pub fn chat_prompt(template: Option<&str>, messages: &[Message]) -> ModelResult<
     }
 }
 
+/// Token ids of a user turn: wrapped in the tokenizer's chat template when `chat` is set
+/// (ChatML if the model ships none), the raw text otherwise.
+pub fn encode_user_turn(
+    tokenizer: &super::TextTokenizer,
+    text: &str,
+    chat: bool,
+) -> ModelResult<Vec<u32>> {
+    if chat {
+        tokenizer.encode(&chat_prompt(
+            tokenizer.chat_template.as_deref(),
+            &[Message::user(text)],
+        )?)
+    } else {
+        tokenizer.encode(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

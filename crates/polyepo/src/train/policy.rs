@@ -8,7 +8,7 @@ use crate::model::device::{parse_device, parse_dtype};
 use super::error::TrainResult;
 use super::warmup;
 use crate::config::TrainConfig;
-use crate::model::chat::{Message, chat_prompt};
+use crate::model::chat::encode_user_turn;
 use crate::model::{Llama, NamedVar, TextTokenizer, load_model};
 use crate::tasks::{Prompt, Task};
 
@@ -90,14 +90,6 @@ impl Policy {
 
     /// Token ids of a prompt as the model sees it (chat-templated for chat models).
     pub fn encode_prompt(&self, prompt: &Prompt) -> TrainResult<Vec<u32>> {
-        let text = if self.chat {
-            chat_prompt(
-                self.tokenizer.chat_template.as_deref(),
-                &[Message::user(prompt.text.clone())],
-            )?
-        } else {
-            prompt.text.clone()
-        };
-        Ok(self.tokenizer.encode(&text)?)
+        Ok(encode_user_turn(&self.tokenizer, &prompt.text, self.chat)?)
     }
 }
