@@ -15,5 +15,6 @@ pub mod optim;
 pub mod plot;
 pub mod report;
 pub mod sample;
+pub mod serve;
 pub mod tasks;
 pub mod train;

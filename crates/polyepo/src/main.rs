@@ -35,6 +35,8 @@ enum Command {
     Compare(cli::compare::CompareArgs),
     /// Draw a run's training curves (SVG, PNG, Markdown).
     Report(cli::report::ReportArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (chat completions, completions, models).
+    Serve(cli::serve::ServeArgs),
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(args),
         Command::Compare(args) => cli::compare::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

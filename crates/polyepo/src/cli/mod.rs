@@ -7,4 +7,5 @@ pub mod device;
 pub mod eval;
 pub mod report;
 pub mod sample;
+pub mod serve;
 pub mod train;

@@ -1,0 +1,69 @@
+//! `polyepo serve`: an OpenAI-compatible server for a model or a trained run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use polyepo::model::load_model;
+use polyepo::serve::{ServeLimits, Server};
+
+use super::device::DeviceArgs;
+
+/// Arguments of `polyepo serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model: an HF directory, a .gguf file, or a run directory (its `final/`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to bind; loopback by default (use 0.0.0.0 to expose it deliberately).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Model name reported by /v1/models (default: the file or directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// HTTP threads (requests waiting together are batched).
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens_limit: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Loads the model and serves until killed.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let path = if args.model.join("final").join("config.json").exists() {
+        args.model.join("final")
+    } else {
+        args.model.clone()
+    };
+    let loaded = load_model(&path, args.device.dtype()?, &args.device.device()?)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "polyepo".into())
+    });
+    let limits = ServeLimits {
+        max_new_tokens: args.max_tokens_limit,
+        ..ServeLimits::default()
+    };
+    let server = Server::start(
+        loaded.model,
+        loaded.tokenizer,
+        name.clone(),
+        &format!("{}:{}", args.host, args.port),
+        limits,
+        args.threads,
+    )
+    .map_err(anyhow::Error::msg)?;
+    // The address line is what scripts wait for (the port may have been chosen by the OS).
+    println!("serving {name} on http://{}/v1", server.addr);
+    server.wait();
+    Ok(())
+}
