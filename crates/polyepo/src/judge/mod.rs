@@ -2,6 +2,9 @@
 //! The task's own program labeler is one; an LM judge over an OpenAI-compatible API plugs in
 //! beside it through the same trait.
 
+pub mod lm;
+pub mod prompts;
+
 use setrl::Strategy;
 use thiserror::Error;
 
@@ -18,6 +21,10 @@ pub enum JudgeError {
     /// The judge failed for a reason it names.
     #[error("{0}")]
     Failed(String),
+    /// The judge could not label the group and its failure policy is `skip`: the group's
+    /// advantages become zero.
+    #[error("judge skipped the group ({0})")]
+    Skipped(String),
 }
 
 /// Labels the N responses to one prompt with strategy clusters.

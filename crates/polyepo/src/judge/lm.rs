@@ -1,0 +1,342 @@
+//! The LM judge: clusters one prompt's N responses by reasoning strategy with one call to an
+//! OpenAI-compatible chat-completions API (vLLM, llama.cpp server, `polyepo serve`, hosted).
+//!
+//! Robust by design: bounded concurrency, timeouts, retries with exponential backoff, strict
+//! validation of the reply (every response labelled once, integer ids; code fences and extra
+//! keys tolerated), an explicit failure policy, a cache keyed by the request, and counters
+//! for every call, retry and failure reason. The API key is read from the environment and is
+//! never written to a log or an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use setrl::Strategy;
+
+use super::prompts;
+use super::{JudgeError, StrategyJudge};
+use crate::tasks::Prompt;
+
+/// What to do when the judge cannot label a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Every response its own cluster (the paper's silent default; inflates diversity).
+    Distinct,
+    /// Every response in one cluster (deflates diversity).
+    Single,
+    /// No labels: the prompt's advantages become zero.
+    Skip,
+}
+
+/// Settings of the LM judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmJudgeConfig {
+    /// Base URL of the API, e.g. `http://127.0.0.1:8000/v1`.
+    pub endpoint: String,
+    /// Model name sent in requests.
+    pub model: String,
+    /// Environment variable holding the API key (none sent when unset or empty).
+    pub api_key_env: String,
+    /// `math`, `code`, `generic`, or a path to a prompt file with `{problem}`,
+    /// `{responses}`, `{n}` and `{degenerate}` placeholders.
+    pub prompt: String,
+    /// Cluster id that means degenerate (the paper: 100).
+    pub degenerate_id: i64,
+    /// Most requests in flight at once.
+    pub max_concurrency: usize,
+    /// Seconds before a request is abandoned.
+    pub timeout_s: f64,
+    /// Retries after the first attempt.
+    pub retries: usize,
+    /// First backoff in seconds (doubles each retry).
+    pub backoff_s: f64,
+    /// What a failed group gets.
+    pub failure_policy: FailurePolicy,
+    /// Tokens the judge may write.
+    pub max_tokens: usize,
+    /// JSON Lines cache file (none: in-memory only).
+    pub cache: Option<PathBuf>,
+}
+
+impl Default for LmJudgeConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:8000/v1".into(),
+            model: "judge".into(),
+            api_key_env: "POLYEPO_JUDGE_API_KEY".into(),
+            prompt: "generic".into(),
+            degenerate_id: 100,
+            max_concurrency: 8,
+            timeout_s: 60.0,
+            retries: 3,
+            backoff_s: 1.0,
+            failure_policy: FailurePolicy::Skip,
+            max_tokens: 1024,
+            cache: None,
+        }
+    }
+}
+
+/// Counters of the judge's work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JudgeStats {
+    /// HTTP requests sent (retries included).
+    pub calls: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Groups answered from the cache.
+    pub cache_hits: u64,
+    /// Groups labelled by a valid reply.
+    pub labelled: u64,
+    /// Groups that failed, by reason (`http-503`, `timeout`, `connection`, `invalid-reply`, ...).
+    pub failures: BTreeMap<String, u64>,
+    /// Seconds spent waiting for replies.
+    pub latency_s: f64,
+}
+
+/// The outcome of labelling one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// One label per response (after the failure policy, when it failed).
+    pub clusters: Vec<Strategy>,
+    /// `ok`, `cached`, or the failure reason.
+    pub status: String,
+}
+
+/// The judge.
+pub struct LmJudge {
+    cfg: LmJudgeConfig,
+    template: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+    cache: Mutex<HashMap<String, Vec<Option<i64>>>>,
+    stats: Mutex<JudgeStats>,
+}
+
+/// Why one attempt failed; `retry` says whether another attempt may help.
+struct Failure {
+    reason: String,
+    detail: String,
+    retry: bool,
+}
+
+/// Parses and validates a reply: a JSON object with keys "1".."N", each holding an integer
+/// `cluster_id` (or being the integer itself). Code fences and text around the object are
+/// tolerated, as are extra keys; a missing, duplicated or non-integer label is not.
+pub fn parse_reply(content: &str, n: usize, degenerate_id: i64) -> Result<Vec<Option<i64>>, String> {
+    let start = content.find('{').ok_or("the reply holds no JSON object")?;
+    let end = content.rfind('}').ok_or("the reply holds no JSON object")?;
+    if end < start {
+        return Err("the reply holds no JSON object".into());
+    }
+    let value: Value = serde_json::from_str(&content[start..=end]).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+    let object = value.as_object().ok_or("the reply is not a JSON object")?;
+    (1..=n)
+        .map(|i| {
+            let entry = object.get(&i.to_string()).ok_or_else(|| format!("response {i} has no label"))?;
+            let id = entry.get("cluster_id").unwrap_or(entry);
+            let id = id.as_i64().or_else(|| id.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(|| format!("response {i}: cluster_id {id} is not an integer"))?;
+            Ok((id != degenerate_id).then_some(id))
+        })
+        .collect()
+}
+
+fn to_strategies(ids: &[Option<i64>]) -> Vec<Strategy> {
+    ids.iter().map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster)).collect()
+}
+
+impl LmJudge {
+    /// A judge for `cfg`; reads the prompt file and the API key now.
+    pub fn new(cfg: LmJudgeConfig) -> Result<Self, JudgeError> {
+        let template = match prompts::builtin(&cfg.prompt) {
+            Some(t) => t,
+            None => std::fs::read_to_string(&cfg.prompt).map_err(|e| {
+                JudgeError::Failed(format!("judge prompt `{}`: {e} (use math, code, generic or a file path)", cfg.prompt))
+            })?,
+        };
+        let api_key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001))).build();
+        let mut cache = HashMap::new();
+        if let Some(path) = &cfg.cache {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                for line in text.lines() {
+                    if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line) {
+                        cache.insert(key, ids);
+                    }
+                }
+            }
+        }
+        Ok(Self { cfg, template, api_key, agent, cache: Mutex::new(cache), stats: Mutex::new(JudgeStats::default()) })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> JudgeStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn count_failure(&self, reason: &str) {
+        if let Ok(mut s) = self.stats.lock() {
+            *s.failures.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn request_body(&self, prompt: &Prompt, responses: &[String]) -> Value {
+        json!({
+            "model": self.cfg.model,
+            "messages": [{ "role": "user", "content": prompts::render(&self.template, &prompt.text, responses, self.cfg.degenerate_id) }],
+            "temperature": 0.0,
+            "max_tokens": self.cfg.max_tokens,
+        })
+    }
+
+    /// One HTTP attempt.
+    fn attempt(&self, body: &Value, n: usize) -> Result<Vec<Option<i64>>, Failure> {
+        let url = format!("{}/chat/completions", self.cfg.endpoint.trim_end_matches('/'));
+        let mut request = self.agent.post(&url);
+        if let Some(key) = &self.api_key {
+            request = request.set("Authorization", &format!("Bearer {key}"));
+        }
+        if let Ok(mut s) = self.stats.lock() {
+            s.calls += 1;
+        }
+        let started = Instant::now();
+        let result = request.send_json(body.clone());
+        if let Ok(mut s) = self.stats.lock() {
+            s.latency_s += started.elapsed().as_secs_f64();
+        }
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) => {
+                // 429 and 5xx are transient; other 4xx mean the request itself is wrong.
+                let retry = code == 429 || code >= 500;
+                return Err(Failure { reason: format!("http-{code}"), detail: format!("the judge API answered HTTP {code}"), retry });
+            }
+            Err(ureq::Error::Transport(t)) => {
+                let timeout = t.to_string().to_lowercase().contains("timed out");
+                let reason = if timeout { "timeout" } else { "connection" };
+                // The transport message names the URL, never the headers: no key can leak.
+                return Err(Failure { reason: reason.into(), detail: format!("{url}: {}", t.kind()), retry: true });
+            }
+        };
+        let json: Value = response.into_json().map_err(|e| Failure { reason: "invalid-reply".into(), detail: format!("reply body is not JSON: {e}"), retry: true })?;
+        let content = json["choices"][0]["message"]["content"].as_str().ok_or(Failure {
+            reason: "invalid-reply".into(),
+            detail: "reply has no choices[0].message.content".into(),
+            retry: true,
+        })?;
+        parse_reply(content, n, self.cfg.degenerate_id).map_err(|detail| Failure { reason: "invalid-reply".into(), detail, retry: true })
+    }
+
+    /// Labels one group, applying the failure policy; never fails unless the policy is `skip`.
+    pub fn label_group(&self, prompt: &Prompt, responses: &[String]) -> Labelled {
+        let n = responses.len();
+        let body = self.request_body(prompt, responses);
+        let key = format!("{:016x}", crate::tasks::strategy_id(&body.to_string()));
+        if let Some(ids) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if let Ok(mut s) = self.stats.lock() {
+                s.cache_hits += 1;
+            }
+            return Labelled { clusters: to_strategies(&ids), status: "cached".into() };
+        }
+        let mut last = Failure { reason: "none".into(), detail: String::new(), retry: false };
+        for attempt in 0..=self.cfg.retries {
+            if attempt > 0 {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.retries += 1;
+                }
+                std::thread::sleep(Duration::from_secs_f64(self.cfg.backoff_s * f64::powi(2.0, attempt as i32 - 1)));
+            }
+            match self.attempt(&body, n) {
+                Ok(ids) => {
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.labelled += 1;
+                    }
+                    self.remember(key, &ids);
+                    return Labelled { clusters: to_strategies(&ids), status: "ok".into() };
+                }
+                Err(f) => {
+                    let retry = f.retry;
+                    last = f;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        self.count_failure(&last.reason);
+        tracing_like_warn(&format!("judge failed ({}): {}; policy {:?}", last.reason, last.detail, self.cfg.failure_policy));
+        let clusters = match self.cfg.failure_policy {
+            FailurePolicy::Distinct => (0..n as i64).map(Strategy::Cluster).collect(),
+            FailurePolicy::Single => vec![Strategy::Cluster(0); n],
+            FailurePolicy::Skip => Vec::new(),
+        };
+        Labelled { clusters, status: format!("failed: {}", last.reason) }
+    }
+
+    fn remember(&self, key: String, ids: &[Option<i64>]) {
+        if let Some(path) = &self.cfg.cache {
+            if let Ok(line) = serde_json::to_string(&(&key, ids)) {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, ids.to_vec());
+        }
+    }
+
+    /// Labels many groups with at most `max_concurrency` requests in flight.
+    pub fn label_groups(&self, groups: &[(Prompt, Vec<String>)]) -> Vec<Labelled> {
+        let width = self.cfg.max_concurrency.max(1);
+        let mut out = Vec::with_capacity(groups.len());
+        for chunk in groups.chunks(width) {
+            let labelled: Vec<Labelled> = std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk.iter().map(|(p, r)| scope.spawn(move || self.label_group(p, r))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Labelled { clusters: Vec::new(), status: "failed: panic".into() }))
+                    .collect()
+            });
+            out.extend(labelled);
+        }
+        out
+    }
+}
+
+/// Failures go to standard error with their reason (the key is never part of the message).
+fn tracing_like_warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+impl StrategyJudge for LmJudge {
+    fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError> {
+        let labelled = self.label_group(prompt, responses);
+        if labelled.clusters.is_empty() && !responses.is_empty() {
+            return Err(JudgeError::Skipped(labelled.status));
+        }
+        Ok(labelled.clusters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_validated() {
+        let ok = "```json\n{\"1\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"2\": {\"cluster_id\": 100}, \"3\": 1, \"extra\": true}\n```";
+        assert_eq!(parse_reply(ok, 3, 100).unwrap(), vec![Some(0), None, Some(1)]);
+        assert_eq!(parse_reply("{\"1\": {\"cluster_id\": \"2\"}}", 1, 100).unwrap(), vec![Some(2)]);
+        assert!(parse_reply("{\"1\": {\"cluster_id\": 0}}", 2, 100).unwrap_err().contains("response 2"));
+        assert!(parse_reply("{\"1\": {\"cluster_id\": 0.5}}", 1, 100).unwrap_err().contains("integer"));
+        assert!(parse_reply("no json here", 1, 100).is_err());
+        assert!(parse_reply("{\"1\": ", 1, 100).is_err());
+    }
+}
