@@ -37,6 +37,8 @@ enum Command {
     Report(cli::report::ReportArgs),
     /// Serve a model over an OpenAI-compatible HTTP API (chat completions, completions, models).
     Serve(cli::serve::ServeArgs),
+    /// Label JSON Lines groups with an LM judge over an OpenAI-compatible API.
+    Judge(cli::judge::JudgeArgs),
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => cli::compare::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Judge(args) => cli::judge::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

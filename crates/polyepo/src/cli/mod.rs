@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compare;
 pub mod device;
 pub mod eval;
+pub mod judge;
 pub mod report;
 pub mod sample;
 pub mod serve;

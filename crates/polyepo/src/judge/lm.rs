@@ -128,26 +128,38 @@ struct Failure {
 /// Parses and validates a reply: a JSON object with keys "1".."N", each holding an integer
 /// `cluster_id` (or being the integer itself). Code fences and text around the object are
 /// tolerated, as are extra keys; a missing, duplicated or non-integer label is not.
-pub fn parse_reply(content: &str, n: usize, degenerate_id: i64) -> Result<Vec<Option<i64>>, String> {
+pub fn parse_reply(
+    content: &str,
+    n: usize,
+    degenerate_id: i64,
+) -> Result<Vec<Option<i64>>, String> {
     let start = content.find('{').ok_or("the reply holds no JSON object")?;
     let end = content.rfind('}').ok_or("the reply holds no JSON object")?;
     if end < start {
         return Err("the reply holds no JSON object".into());
     }
-    let value: Value = serde_json::from_str(&content[start..=end]).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_str(&content[start..=end])
+        .map_err(|e| format!("the reply is not valid JSON: {e}"))?;
     let object = value.as_object().ok_or("the reply is not a JSON object")?;
     (1..=n)
         .map(|i| {
-            let entry = object.get(&i.to_string()).ok_or_else(|| format!("response {i} has no label"))?;
+            let entry = object
+                .get(&i.to_string())
+                .ok_or_else(|| format!("response {i} has no label"))?;
             let id = entry.get("cluster_id").unwrap_or(entry);
-            let id = id.as_i64().or_else(|| id.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(|| format!("response {i}: cluster_id {id} is not an integer"))?;
+            let id = id
+                .as_i64()
+                .or_else(|| id.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| format!("response {i}: cluster_id {id} is not an integer"))?;
             Ok((id != degenerate_id).then_some(id))
         })
         .collect()
 }
 
 fn to_strategies(ids: &[Option<i64>]) -> Vec<Strategy> {
-    ids.iter().map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster)).collect()
+    ids.iter()
+        .map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster))
+        .collect()
 }
 
 impl LmJudge {
@@ -156,22 +168,37 @@ impl LmJudge {
         let template = match prompts::builtin(&cfg.prompt) {
             Some(t) => t,
             None => std::fs::read_to_string(&cfg.prompt).map_err(|e| {
-                JudgeError::Failed(format!("judge prompt `{}`: {e} (use math, code, generic or a file path)", cfg.prompt))
+                JudgeError::Failed(format!(
+                    "judge prompt `{}`: {e} (use math, code, generic or a file path)",
+                    cfg.prompt
+                ))
             })?,
         };
-        let api_key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001))).build();
+        let api_key = std::env::var(&cfg.api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001)))
+            .build();
         let mut cache = HashMap::new();
         if let Some(path) = &cfg.cache {
             if let Ok(text) = std::fs::read_to_string(path) {
                 for line in text.lines() {
-                    if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line) {
+                    if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line)
+                    {
                         cache.insert(key, ids);
                     }
                 }
             }
         }
-        Ok(Self { cfg, template, api_key, agent, cache: Mutex::new(cache), stats: Mutex::new(JudgeStats::default()) })
+        Ok(Self {
+            cfg,
+            template,
+            api_key,
+            agent,
+            cache: Mutex::new(cache),
+            stats: Mutex::new(JudgeStats::default()),
+        })
     }
 
     /// A snapshot of the counters.
@@ -196,7 +223,10 @@ impl LmJudge {
 
     /// One HTTP attempt.
     fn attempt(&self, body: &Value, n: usize) -> Result<Vec<Option<i64>>, Failure> {
-        let url = format!("{}/chat/completions", self.cfg.endpoint.trim_end_matches('/'));
+        let url = format!(
+            "{}/chat/completions",
+            self.cfg.endpoint.trim_end_matches('/')
+        );
         let mut request = self.agent.post(&url);
         if let Some(key) = &self.api_key {
             request = request.set("Authorization", &format!("Bearer {key}"));
@@ -214,22 +244,40 @@ impl LmJudge {
             Err(ureq::Error::Status(code, _)) => {
                 // 429 and 5xx are transient; other 4xx mean the request itself is wrong.
                 let retry = code == 429 || code >= 500;
-                return Err(Failure { reason: format!("http-{code}"), detail: format!("the judge API answered HTTP {code}"), retry });
+                return Err(Failure {
+                    reason: format!("http-{code}"),
+                    detail: format!("the judge API answered HTTP {code}"),
+                    retry,
+                });
             }
             Err(ureq::Error::Transport(t)) => {
                 let timeout = t.to_string().to_lowercase().contains("timed out");
                 let reason = if timeout { "timeout" } else { "connection" };
                 // The transport message names the URL, never the headers: no key can leak.
-                return Err(Failure { reason: reason.into(), detail: format!("{url}: {}", t.kind()), retry: true });
+                return Err(Failure {
+                    reason: reason.into(),
+                    detail: format!("{url}: {}", t.kind()),
+                    retry: true,
+                });
             }
         };
-        let json: Value = response.into_json().map_err(|e| Failure { reason: "invalid-reply".into(), detail: format!("reply body is not JSON: {e}"), retry: true })?;
-        let content = json["choices"][0]["message"]["content"].as_str().ok_or(Failure {
+        let json: Value = response.into_json().map_err(|e| Failure {
             reason: "invalid-reply".into(),
-            detail: "reply has no choices[0].message.content".into(),
+            detail: format!("reply body is not JSON: {e}"),
             retry: true,
         })?;
-        parse_reply(content, n, self.cfg.degenerate_id).map_err(|detail| Failure { reason: "invalid-reply".into(), detail, retry: true })
+        let content = json["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or(Failure {
+                reason: "invalid-reply".into(),
+                detail: "reply has no choices[0].message.content".into(),
+                retry: true,
+            })?;
+        parse_reply(content, n, self.cfg.degenerate_id).map_err(|detail| Failure {
+            reason: "invalid-reply".into(),
+            detail,
+            retry: true,
+        })
     }
 
     /// Labels one group, applying the failure policy; never fails unless the policy is `skip`.
@@ -241,15 +289,24 @@ impl LmJudge {
             if let Ok(mut s) = self.stats.lock() {
                 s.cache_hits += 1;
             }
-            return Labelled { clusters: to_strategies(&ids), status: "cached".into() };
+            return Labelled {
+                clusters: to_strategies(&ids),
+                status: "cached".into(),
+            };
         }
-        let mut last = Failure { reason: "none".into(), detail: String::new(), retry: false };
+        let mut last = Failure {
+            reason: "none".into(),
+            detail: String::new(),
+            retry: false,
+        };
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
                 if let Ok(mut s) = self.stats.lock() {
                     s.retries += 1;
                 }
-                std::thread::sleep(Duration::from_secs_f64(self.cfg.backoff_s * f64::powi(2.0, attempt as i32 - 1)));
+                std::thread::sleep(Duration::from_secs_f64(
+                    self.cfg.backoff_s * f64::powi(2.0, attempt as i32 - 1),
+                ));
             }
             match self.attempt(&body, n) {
                 Ok(ids) => {
@@ -257,7 +314,10 @@ impl LmJudge {
                         s.labelled += 1;
                     }
                     self.remember(key, &ids);
-                    return Labelled { clusters: to_strategies(&ids), status: "ok".into() };
+                    return Labelled {
+                        clusters: to_strategies(&ids),
+                        status: "ok".into(),
+                    };
                 }
                 Err(f) => {
                     let retry = f.retry;
@@ -269,20 +329,30 @@ impl LmJudge {
             }
         }
         self.count_failure(&last.reason);
-        tracing_like_warn(&format!("judge failed ({}): {}; policy {:?}", last.reason, last.detail, self.cfg.failure_policy));
+        tracing_like_warn(&format!(
+            "judge failed ({}): {}; policy {:?}",
+            last.reason, last.detail, self.cfg.failure_policy
+        ));
         let clusters = match self.cfg.failure_policy {
             FailurePolicy::Distinct => (0..n as i64).map(Strategy::Cluster).collect(),
             FailurePolicy::Single => vec![Strategy::Cluster(0); n],
             FailurePolicy::Skip => Vec::new(),
         };
-        Labelled { clusters, status: format!("failed: {}", last.reason) }
+        Labelled {
+            clusters,
+            status: format!("failed: {}", last.reason),
+        }
     }
 
     fn remember(&self, key: String, ids: &[Option<i64>]) {
         if let Some(path) = &self.cfg.cache {
             if let Ok(line) = serde_json::to_string(&(&key, ids)) {
                 use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
                     let _ = writeln!(f, "{line}");
                 }
             }
@@ -298,10 +368,18 @@ impl LmJudge {
         let mut out = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(width) {
             let labelled: Vec<Labelled> = std::thread::scope(|scope| {
-                let handles: Vec<_> = chunk.iter().map(|(p, r)| scope.spawn(move || self.label_group(p, r))).collect();
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(p, r)| scope.spawn(move || self.label_group(p, r)))
+                    .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Labelled { clusters: Vec::new(), status: "failed: panic".into() }))
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| Labelled {
+                            clusters: Vec::new(),
+                            status: "failed: panic".into(),
+                        })
+                    })
                     .collect()
             });
             out.extend(labelled);
@@ -332,10 +410,24 @@ mod tests {
     #[test]
     fn replies_are_validated() {
         let ok = "```json\n{\"1\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"2\": {\"cluster_id\": 100}, \"3\": 1, \"extra\": true}\n```";
-        assert_eq!(parse_reply(ok, 3, 100).unwrap(), vec![Some(0), None, Some(1)]);
-        assert_eq!(parse_reply("{\"1\": {\"cluster_id\": \"2\"}}", 1, 100).unwrap(), vec![Some(2)]);
-        assert!(parse_reply("{\"1\": {\"cluster_id\": 0}}", 2, 100).unwrap_err().contains("response 2"));
-        assert!(parse_reply("{\"1\": {\"cluster_id\": 0.5}}", 1, 100).unwrap_err().contains("integer"));
+        assert_eq!(
+            parse_reply(ok, 3, 100).unwrap(),
+            vec![Some(0), None, Some(1)]
+        );
+        assert_eq!(
+            parse_reply("{\"1\": {\"cluster_id\": \"2\"}}", 1, 100).unwrap(),
+            vec![Some(2)]
+        );
+        assert!(
+            parse_reply("{\"1\": {\"cluster_id\": 0}}", 2, 100)
+                .unwrap_err()
+                .contains("response 2")
+        );
+        assert!(
+            parse_reply("{\"1\": {\"cluster_id\": 0.5}}", 1, 100)
+                .unwrap_err()
+                .contains("integer")
+        );
         assert!(parse_reply("no json here", 1, 100).is_err());
         assert!(parse_reply("{\"1\": ", 1, 100).is_err());
     }

@@ -17,17 +17,29 @@ Number clusters 0, 1, 2, ... in order of first appearance.";
 /// The built-in prompt for `name` (`math`, `code` or `generic`).
 pub fn builtin(name: &str) -> Option<String> {
     let domain = match name {
-        "math" => "You judge solutions to a math problem. Strategies differ by method: e.g. algebraic manipulation, substitution, casework, a geometric argument, working backwards, estimation and checking.",
-        "code" => "You judge solutions to a programming problem. Strategies differ by algorithm and data structure: e.g. brute force, two pointers, dynamic programming, recursion, sorting first, a hash map.",
-        "generic" => "You judge responses to a task. Strategies differ by the approach taken to solve it.",
+        "math" => {
+            "You judge solutions to a math problem. Strategies differ by method: e.g. algebraic manipulation, substitution, casework, a geometric argument, working backwards, estimation and checking."
+        }
+        "code" => {
+            "You judge solutions to a programming problem. Strategies differ by algorithm and data structure: e.g. brute force, two pointers, dynamic programming, recursion, sorting first, a hash map."
+        }
+        "generic" => {
+            "You judge responses to a task. Strategies differ by the approach taken to solve it."
+        }
         _ => return None,
     };
-    Some(format!("{domain}\n\n{RULES}\n\nProblem:\n{{problem}}\n\nResponses:\n{{responses}}"))
+    Some(format!(
+        "{domain}\n\n{RULES}\n\nProblem:\n{{problem}}\n\nResponses:\n{{responses}}"
+    ))
 }
 
 /// Fills a prompt template.
 pub fn render(template: &str, problem: &str, responses: &[String], degenerate_id: i64) -> String {
-    let listed: Vec<String> = responses.iter().enumerate().map(|(i, r)| format!("[{}]\n{}\n", i + 1, r)).collect();
+    let listed: Vec<String> = responses
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("[{}]\n{}\n", i + 1, r))
+        .collect();
     template
         .replace("{n}", &responses.len().to_string())
         .replace("{degenerate}", &degenerate_id.to_string())

@@ -1,0 +1,218 @@
+//! The LM judge against the project's own OpenAI-compatible server running SmolLM2: the
+//! protocol, the reply validation, retries, the failure policies, the cache, and that the
+//! API key never shows. The tests check plumbing, not the judge's taste.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use polyepo::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
+use polyepo::judge::{JudgeError, StrategyJudge};
+use polyepo::model::load_model;
+use polyepo::serve::{ServeLimits, Server};
+use polyepo::tasks::Prompt;
+use setrl::Strategy;
+
+fn server() -> Server {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        path.display()
+    );
+    let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
+    Server::start(
+        loaded.model,
+        loaded.tokenizer,
+        "smollm2".into(),
+        "127.0.0.1:0",
+        ServeLimits {
+            max_new_tokens: 128,
+            ..ServeLimits::default()
+        },
+        4,
+    )
+    .unwrap()
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("polyepo-judge-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A prompt file SmolLM2 follows greedily: copy a fixed JSON reply. It exercises the whole
+/// success path (HTTP, chat template, generation, reply parsing) with a real model.
+fn copy_prompt(dir: &std::path::Path) -> String {
+    let path = dir.join("copy.txt");
+    std::fs::write(&path, "Task {problem}. Copy this text exactly and write nothing else:\n{\"1\": {\"cluster_id\": 0}, \"2\": {\"cluster_id\": 1}, \"3\": {\"cluster_id\": 100}}").unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn prompt() -> Prompt {
+    Prompt {
+        text: "What is 2+3?".into(),
+        reference: serde_json::Value::Null,
+    }
+}
+
+fn responses() -> Vec<String> {
+    vec![
+        "2+3=5".into(),
+        "Count up from 2: 3, 4, 5.".into(),
+        "banana banana".into(),
+    ]
+}
+
+#[test]
+fn labels_a_group_through_the_real_server_and_caches_it() {
+    let server = server();
+    let dir = temp("ok");
+    let cfg = LmJudgeConfig {
+        endpoint: format!("http://{}/v1", server.addr),
+        model: "smollm2".into(),
+        prompt: copy_prompt(&dir),
+        max_tokens: 64,
+        cache: Some(dir.join("cache.jsonl")),
+        ..LmJudgeConfig::default()
+    };
+    let judge = LmJudge::new(cfg.clone()).unwrap();
+    let labels = judge.label(&prompt(), &responses()).unwrap();
+    assert_eq!(
+        labels,
+        vec![
+            Strategy::Cluster(0),
+            Strategy::Cluster(1),
+            Strategy::Degenerate
+        ]
+    );
+    assert_eq!(judge.stats().calls, 1);
+    assert_eq!(judge.stats().labelled, 1);
+    // The same group again: answered from the cache, no request.
+    let again = judge.label_group(&prompt(), &responses());
+    assert_eq!(again.status, "cached");
+    assert_eq!(judge.stats().calls, 1);
+    // A new judge reads the cache file: re-running an evaluation does not pay twice.
+    let fresh = LmJudge::new(cfg).unwrap();
+    assert_eq!(fresh.label_group(&prompt(), &responses()).status, "cached");
+    assert_eq!(fresh.stats().calls, 0);
+    // Concurrent groups (different prompts, so different requests) are all answered.
+    let groups: Vec<(Prompt, Vec<String>)> = (1..=4)
+        .map(|i| {
+            (
+                Prompt {
+                    text: format!("number {i}"),
+                    reference: serde_json::Value::Null,
+                },
+                responses(),
+            )
+        })
+        .collect();
+    let labelled = judge.label_groups(&groups);
+    assert!(labelled.iter().all(|l| l.status == "ok"), "{labelled:?}");
+    assert_eq!(judge.stats().calls, 5);
+    server.shutdown();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn invalid_replies_are_retried_counted_and_handled_by_policy() {
+    let server = server();
+    let base = LmJudgeConfig {
+        endpoint: format!("http://{}/v1", server.addr),
+        model: "smollm2".into(),
+        prompt: "generic".into(),
+        max_tokens: 8, // far too short for a JSON reply: always invalid
+        retries: 1,
+        backoff_s: 0.01,
+        ..LmJudgeConfig::default()
+    };
+    for (policy, expected) in [
+        (
+            FailurePolicy::Distinct,
+            Some(vec![
+                Strategy::Cluster(0),
+                Strategy::Cluster(1),
+                Strategy::Cluster(2),
+            ]),
+        ),
+        (FailurePolicy::Single, Some(vec![Strategy::Cluster(0); 3])),
+        (FailurePolicy::Skip, None),
+    ] {
+        let judge = LmJudge::new(LmJudgeConfig {
+            failure_policy: policy,
+            ..base.clone()
+        })
+        .unwrap();
+        let result = judge.label(&prompt(), &responses());
+        match expected {
+            Some(labels) => assert_eq!(result.unwrap(), labels),
+            None => assert!(
+                matches!(result, Err(JudgeError::Skipped(ref s)) if s.contains("invalid-reply"))
+            ),
+        }
+        let stats = judge.stats();
+        assert_eq!((stats.calls, stats.retries), (2, 1));
+        assert_eq!(stats.failures.get("invalid-reply"), Some(&1));
+    }
+    // A request the server refuses (max_tokens over its limit) is a 400: not retried.
+    let judge = LmJudge::new(LmJudgeConfig {
+        max_tokens: 100_000,
+        ..base
+    })
+    .unwrap();
+    let l = judge.label_group(&prompt(), &responses());
+    assert_eq!(l.status, "failed: http-400");
+    assert_eq!(judge.stats().calls, 1);
+    server.shutdown();
+}
+
+#[test]
+fn unreachable_endpoints_fail_cleanly_and_never_show_the_key() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = temp("key");
+    let input = dir.join("groups.jsonl");
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"2+3?\", \"responses\": [\"5\", \"five\"]}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polyepo"))
+        .args([
+            "judge",
+            "--input",
+            input.to_str().unwrap(),
+            "--endpoint",
+            &format!("http://{closed}/v1"),
+            "--model",
+            "m",
+        ])
+        .args([
+            "--retries",
+            "2",
+            "--backoff",
+            "0.01",
+            "--failure-policy",
+            "distinct",
+        ])
+        .env("POLYEPO_JUDGE_API_KEY", "sk-very-secret-123")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["clusters"], serde_json::json!([0, 1]));
+    assert_eq!(line["status"], "failed: connection");
+    assert!(
+        stderr.contains("\"connection\":1") && stderr.contains("\"retries\":2"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("sk-very-secret") && !stderr.contains("sk-very-secret"));
+    std::fs::remove_dir_all(&dir).ok();
+}
