@@ -92,7 +92,8 @@ fn sampling(
     limits: &ServeLimits,
 ) -> Result<(SamplingParams, usize), HttpError> {
     let bad = |m: String| HttpError(400, m);
-    let max_new_tokens = fields.max_tokens.unwrap_or(256);
+    // Without `max_tokens`, as much as the server allows, up to 256.
+    let max_new_tokens = fields.max_tokens.unwrap_or(256.min(limits.max_new_tokens));
     if max_new_tokens == 0 || max_new_tokens > limits.max_new_tokens {
         return Err(bad(format!(
             "`max_tokens` must be in 1..={}",

@@ -1,0 +1,90 @@
+//! `polyepo serve` over real HTTP: the OpenAI protocol, batching of concurrent requests, and
+//! 4xx answers (never a crash) for bad requests.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use polyepo::model::load_model;
+use polyepo::serve::{ServeLimits, Server};
+use serde_json::{Value, json};
+
+fn server() -> (Server, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh", path.display());
+    let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
+    let limits = ServeLimits { max_new_tokens: 64, max_body_bytes: 4096, ..ServeLimits::default() };
+    let s = Server::start(loaded.model, loaded.tokenizer, "smollm2".into(), "127.0.0.1:0", limits, 4).unwrap();
+    let base = format!("http://{}/v1", s.addr);
+    (s, base)
+}
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    match ureq::post(url).set("Content-Type", "application/json").send_string(body) {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+#[test]
+fn speaks_the_openai_protocol_and_batches_concurrent_requests() {
+    let (server, base) = server();
+    let models: Value = ureq::get(&format!("{base}/models")).call().unwrap().into_json().unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2");
+
+    let (code, chat) = post(&format!("{base}/chat/completions"), &json!({"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 20, "temperature": 0}).to_string());
+    assert_eq!(code, 200);
+    assert_eq!(chat["object"], "chat.completion");
+    assert!(chat["choices"][0]["message"]["content"].as_str().unwrap().contains('5'), "{chat}");
+    assert!(chat["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    let (code, completion) = post(&format!("{base}/completions"), &json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0, "n": 2, "stop": "\n"}).to_string());
+    assert_eq!(code, 200);
+    assert_eq!(completion["choices"].as_array().unwrap().len(), 2);
+    assert_eq!(completion["choices"][0]["text"], completion["choices"][1]["text"], "greedy samples agree");
+
+    // Eight clients at once: all answered, with the same greedy answer.
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let url = format!("{base}/chat/completions");
+                s.spawn(move || {
+                    let (code, v) = post(&url, &json!({"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "temperature": 0}).to_string());
+                    assert_eq!(code, 200);
+                    v["choices"][0]["message"]["content"].as_str().unwrap().to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    server.shutdown();
+}
+
+#[test]
+fn bad_requests_get_4xx_with_a_reason() {
+    let (server, base) = server();
+    let chat = format!("{base}/chat/completions");
+    let cases = [
+        ("not json", 400, "invalid chat request"),
+        (r#"{"messages": []}"#, 400, "messages"),
+        (r#"{"messages": [{"role": "user"}]}"#, 400, "content"),
+        (r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}"#, 400, "max_tokens"),
+        (r#"{"messages": [{"role": "user", "content": "hi"}], "n": 0}"#, 400, "`n`"),
+        (r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}"#, 400, "temperature"),
+        (r#"{"messages": [{"role": "user", "content": "hi"}], "stop": 5}"#, 400, "stop"),
+    ];
+    for (body, code, reason) in cases {
+        let (got, v) = post(&chat, body);
+        assert_eq!(got, code, "{body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(reason), "{body}: {v}");
+    }
+    let big = json!({"messages": [{"role": "user", "content": "x".repeat(10_000)}]}).to_string();
+    assert_eq!(post(&chat, &big).0, 413);
+    assert_eq!(post(&format!("{base}/nope"), "{}").0, 404);
+    let err = ureq::delete(&format!("{base}/models")).call().unwrap_err();
+    assert!(matches!(err, ureq::Error::Status(405, _)));
+    // Still serving after all of that.
+    assert_eq!(post(&chat, r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#).0, 200);
+    server.shutdown();
+}
