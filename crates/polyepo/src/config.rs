@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::judge::lm::LmJudgeConfig;
 use crate::loss::LossConfig;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, LrSchedule};
@@ -157,7 +158,8 @@ pub struct AlgorithmSection {
     pub sets: usize,
     /// λ of `diversity-bonus`.
     pub lambda: f64,
-    /// Who labels strategies: `task` (the task's program labeler).
+    /// Who labels strategies: `task` (the task's program labeler), `lm` (the LM judge of
+    /// `[judge]`) or `both` (the task's labeler where it has one, the LM judge otherwise).
     pub judge: String,
 }
 
@@ -198,6 +200,8 @@ pub struct TrainConfig {
     pub loss: LossConfig,
     /// Optimizer.
     pub optim: OptimSection,
+    /// The LM judge (used when `algorithm.judge` is `lm` or `both`).
+    pub judge: LmJudgeConfig,
 }
 
 impl Default for TrainConfig {
@@ -258,6 +262,7 @@ impl Default for TrainConfig {
                 ppo_epochs: 1,
                 minibatches: 2,
             },
+            judge: LmJudgeConfig::default(),
         }
     }
 }
@@ -394,11 +399,11 @@ impl TrainConfig {
                 format!("is `{}`; use `exact` or `sampled`", a.estimator),
             );
         }
-        if a.judge != "task" {
+        if !matches!(a.judge.as_str(), "task" | "lm" | "both") {
             return e(
                 "algorithm.judge",
                 format!(
-                    "is `{}`; only `task` (the task's own labeler) is available",
+                    "is `{}`; use `task` (the task's labeler), `lm` (the [judge] API) or `both` (the task's labeler where it has one, the LM judge otherwise)",
                     a.judge
                 ),
             );
@@ -449,11 +454,11 @@ impl TrainConfig {
                 );
             }
             "jsonl" => {
-                if a.name.needs_labels() {
+                if a.name.needs_labels() && a.judge == "task" {
                     return e(
                         "algorithm.name",
                         format!(
-                            "`{}` needs strategy labels but the jsonl task has no labeler; use grpo, drgrpo, setrl-mean or setrl-max",
+                            "`{}` needs strategy labels but the jsonl task has no labeler; use algorithm.judge = \"lm\", or grpo, drgrpo, setrl-mean or setrl-max",
                             serde_json::to_string(&a.name).unwrap_or_default()
                         ),
                     );

@@ -216,3 +216,50 @@ fn unreachable_endpoints_fail_cleanly_and_never_show_the_key() {
     assert!(!stdout.contains("sk-very-secret") && !stderr.contains("sk-very-secret"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn training_can_take_its_strategy_labels_from_the_lm_judge() {
+    let server = server();
+    let dir = temp("train");
+    let prompt_file = dir.join("copy4.txt");
+    std::fs::write(&prompt_file, "Copy this text exactly and write nothing else:\n{\"1\": {\"cluster_id\": 0}, \"2\": {\"cluster_id\": 1}, \"3\": {\"cluster_id\": 0}, \"4\": {\"cluster_id\": 100}}\n\nReference: {problem}").unwrap();
+    let cfg = polyepo::config::TrainConfig::load(
+        None,
+        &[
+            "run.steps=1".into(),
+            "task.reach.train_prompts=32".into(),
+            "task.reach.eval_prompts=8".into(),
+            "warmup.steps=20".into(),
+            "warmup.batch=8".into(),
+            "rollout.prompts_per_step=4".into(),
+            "rollout.samples_per_prompt=4".into(),
+            "algorithm.set_size=2".into(),
+            "algorithm.judge=lm".into(),
+            format!("judge.endpoint=\"http://{}/v1\"", server.addr),
+            format!("judge.prompt=\"{}\"", prompt_file.display()),
+            "judge.max_tokens=64".into(),
+            "judge.retries=0".into(),
+        ],
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    polyepo::train::train(
+        &cfg,
+        &run,
+        polyepo::train::TrainOptions {
+            resume: false,
+            stop,
+            on_event: &mut |_| {},
+        },
+    )
+    .unwrap();
+    let m = &polyepo::train::run_dir::read_metrics(&run).unwrap()[0];
+    assert_eq!(m.judge_calls, 4.0, "one request per prompt");
+    assert_eq!(m.judge_failures, 0.0);
+    // The judge's labels, not the task's: clusters 0 and 1 in every group, one degenerate.
+    assert_eq!(m.clusters_all, 2.0);
+    assert_eq!(m.degenerate, 1.0);
+    server.shutdown();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -9,17 +9,37 @@ use polyepo::serve::{ServeLimits, Server};
 use serde_json::{Value, json};
 
 fn server() -> (Server, String) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh", path.display());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        path.display()
+    );
     let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
-    let limits = ServeLimits { max_new_tokens: 64, max_body_bytes: 4096, ..ServeLimits::default() };
-    let s = Server::start(loaded.model, loaded.tokenizer, "smollm2".into(), "127.0.0.1:0", limits, 4).unwrap();
+    let limits = ServeLimits {
+        max_new_tokens: 64,
+        max_body_bytes: 4096,
+        ..ServeLimits::default()
+    };
+    let s = Server::start(
+        loaded.model,
+        loaded.tokenizer,
+        "smollm2".into(),
+        "127.0.0.1:0",
+        limits,
+        4,
+    )
+    .unwrap();
     let base = format!("http://{}/v1", s.addr);
     (s, base)
 }
 
 fn post(url: &str, body: &str) -> (u16, Value) {
-    match ureq::post(url).set("Content-Type", "application/json").send_string(body) {
+    match ureq::post(url)
+        .set("Content-Type", "application/json")
+        .send_string(body)
+    {
         Ok(r) => (r.status(), r.into_json().unwrap()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
         Err(e) => panic!("transport error: {e}"),
@@ -29,19 +49,32 @@ fn post(url: &str, body: &str) -> (u16, Value) {
 #[test]
 fn speaks_the_openai_protocol_and_batches_concurrent_requests() {
     let (server, base) = server();
-    let models: Value = ureq::get(&format!("{base}/models")).call().unwrap().into_json().unwrap();
+    let models: Value = ureq::get(&format!("{base}/models"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
     assert_eq!(models["data"][0]["id"], "smollm2");
 
     let (code, chat) = post(&format!("{base}/chat/completions"), &json!({"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 20, "temperature": 0}).to_string());
     assert_eq!(code, 200);
     assert_eq!(chat["object"], "chat.completion");
-    assert!(chat["choices"][0]["message"]["content"].as_str().unwrap().contains('5'), "{chat}");
+    assert!(
+        chat["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains('5'),
+        "{chat}"
+    );
     assert!(chat["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
     let (code, completion) = post(&format!("{base}/completions"), &json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0, "n": 2, "stop": "\n"}).to_string());
     assert_eq!(code, 200);
     assert_eq!(completion["choices"].as_array().unwrap().len(), 2);
-    assert_eq!(completion["choices"][0]["text"], completion["choices"][1]["text"], "greedy samples agree");
+    assert_eq!(
+        completion["choices"][0]["text"], completion["choices"][1]["text"],
+        "greedy samples agree"
+    );
 
     // Eight clients at once: all answered, with the same greedy answer.
     let answers: Vec<String> = std::thread::scope(|s| {
@@ -69,15 +102,34 @@ fn bad_requests_get_4xx_with_a_reason() {
         ("not json", 400, "invalid chat request"),
         (r#"{"messages": []}"#, 400, "messages"),
         (r#"{"messages": [{"role": "user"}]}"#, 400, "content"),
-        (r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}"#, 400, "max_tokens"),
-        (r#"{"messages": [{"role": "user", "content": "hi"}], "n": 0}"#, 400, "`n`"),
-        (r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}"#, 400, "temperature"),
-        (r#"{"messages": [{"role": "user", "content": "hi"}], "stop": 5}"#, 400, "stop"),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}"#,
+            400,
+            "max_tokens",
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 0}"#,
+            400,
+            "`n`",
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}"#,
+            400,
+            "temperature",
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "stop": 5}"#,
+            400,
+            "stop",
+        ),
     ];
     for (body, code, reason) in cases {
         let (got, v) = post(&chat, body);
         assert_eq!(got, code, "{body}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains(reason), "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(reason),
+            "{body}: {v}"
+        );
     }
     let big = json!({"messages": [{"role": "user", "content": "x".repeat(10_000)}]}).to_string();
     assert_eq!(post(&chat, &big).0, 413);
@@ -85,6 +137,13 @@ fn bad_requests_get_4xx_with_a_reason() {
     let err = ureq::delete(&format!("{base}/models")).call().unwrap_err();
     assert!(matches!(err, ureq::Error::Status(405, _)));
     // Still serving after all of that.
-    assert_eq!(post(&chat, r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#).0, 200);
+    assert_eq!(
+        post(
+            &chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#
+        )
+        .0,
+        200
+    );
     server.shutdown();
 }

@@ -127,18 +127,17 @@ struct Failure {
 
 /// Parses and validates a reply: a JSON object with keys "1".."N", each holding an integer
 /// `cluster_id` (or being the integer itself). Code fences and text around the object are
-/// tolerated, as are extra keys; a missing, duplicated or non-integer label is not.
+/// tolerated, as are extra keys; a missing or non-integer label is not.
 pub fn parse_reply(
     content: &str,
     n: usize,
     degenerate_id: i64,
 ) -> Result<Vec<Option<i64>>, String> {
+    // The first JSON value from the first `{`; text before it (prose, a code fence) and after
+    // it (a closing fence, commentary, code with braces of its own) is ignored.
     let start = content.find('{').ok_or("the reply holds no JSON object")?;
-    let end = content.rfind('}').ok_or("the reply holds no JSON object")?;
-    if end < start {
-        return Err("the reply holds no JSON object".into());
-    }
-    let value: Value = serde_json::from_str(&content[start..=end])
+    let mut de = serde_json::Deserializer::from_str(&content[start..]);
+    let value = <Value as Deserialize>::deserialize(&mut de)
         .map_err(|e| format!("the reply is not valid JSON: {e}"))?;
     let object = value.as_object().ok_or("the reply is not a JSON object")?;
     (1..=n)
@@ -393,13 +392,31 @@ fn tracing_like_warn(message: &str) {
     eprintln!("warning: {message}");
 }
 
+fn into_result(labelled: Labelled, n: usize) -> Result<Vec<Strategy>, JudgeError> {
+    if labelled.clusters.is_empty() && n > 0 {
+        return Err(JudgeError::Skipped(labelled.status));
+    }
+    Ok(labelled.clusters)
+}
+
 impl StrategyJudge for LmJudge {
     fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError> {
-        let labelled = self.label_group(prompt, responses);
-        if labelled.clusters.is_empty() && !responses.is_empty() {
-            return Err(JudgeError::Skipped(labelled.status));
-        }
-        Ok(labelled.clusters)
+        into_result(self.label_group(prompt, responses), responses.len())
+    }
+
+    fn label_batch(
+        &self,
+        groups: &[(Prompt, Vec<String>)],
+    ) -> Vec<Result<Vec<Strategy>, JudgeError>> {
+        self.label_groups(groups)
+            .into_iter()
+            .zip(groups)
+            .map(|(l, (_, r))| into_result(l, r.len()))
+            .collect()
+    }
+
+    fn stats(&self) -> Option<JudgeStats> {
+        Some(LmJudge::stats(self))
     }
 }
 
@@ -430,5 +447,10 @@ mod tests {
         );
         assert!(parse_reply("no json here", 1, 100).is_err());
         assert!(parse_reply("{\"1\": ", 1, 100).is_err());
+        // Trailing text with braces of its own does not spoil a valid object.
+        assert_eq!(
+            parse_reply("{\"1\": 3}\nand then def f(): return {}", 1, 100).unwrap(),
+            vec![Some(3)]
+        );
     }
 }

@@ -31,6 +31,19 @@ pub enum JudgeError {
 pub trait StrategyJudge: Send + Sync {
     /// One label per response, in order.
     fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError>;
+
+    /// Labels many groups; judges that call a service run them concurrently.
+    fn label_batch(
+        &self,
+        groups: &[(Prompt, Vec<String>)],
+    ) -> Vec<Result<Vec<Strategy>, JudgeError>> {
+        groups.iter().map(|(p, r)| self.label(p, r)).collect()
+    }
+
+    /// Counters of the judge's calls, when it makes any.
+    fn stats(&self) -> Option<lm::JudgeStats> {
+        None
+    }
 }
 
 /// The task's own programmatic labeler.

@@ -73,6 +73,25 @@ pub struct StepMetrics {
     /// Seconds updating the policy.
     #[serde(rename = "time/update")]
     pub time_update: f64,
+    /// LM judge requests this step (retries included; 0 with the task's labeler).
+    #[serde(rename = "judge/calls", default)]
+    pub judge_calls: f64,
+    /// LM judge retries this step.
+    #[serde(rename = "judge/retries", default)]
+    pub judge_retries: f64,
+    /// Groups the LM judge failed to label this step (all reasons).
+    #[serde(rename = "judge/failures", default)]
+    pub judge_failures: f64,
+    /// Failures by reason this step (`timeout`, `connection`, `http-503`, `invalid-reply`, ...).
+    #[serde(
+        rename = "judge/failure_reasons",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub judge_failure_reasons: std::collections::BTreeMap<String, u64>,
+    /// Seconds spent waiting for the LM judge this step.
+    #[serde(rename = "judge/latency_s", default)]
+    pub judge_latency: f64,
 }
 
 impl StepMetrics {
@@ -133,6 +152,24 @@ impl StepMetrics {
         }
     }
 
+    /// Fills the judge counters from the difference of two snapshots.
+    pub fn set_judge(
+        &mut self,
+        before: &crate::judge::lm::JudgeStats,
+        after: &crate::judge::lm::JudgeStats,
+    ) {
+        self.judge_calls = (after.calls - before.calls) as f64;
+        self.judge_retries = (after.retries - before.retries) as f64;
+        self.judge_latency = after.latency_s - before.latency_s;
+        for (reason, count) in &after.failures {
+            let delta = count - before.failures.get(reason).copied().unwrap_or(0);
+            if delta > 0 {
+                self.judge_failure_reasons.insert(reason.clone(), delta);
+            }
+        }
+        self.judge_failures = self.judge_failure_reasons.values().sum::<u64>() as f64;
+    }
+
     /// The metrics that do not depend on wall-clock time (for resume comparisons).
     pub fn without_timings(&self) -> Self {
         Self {
@@ -141,6 +178,7 @@ impl StepMetrics {
             time_judge: 0.0,
             time_advantage: 0.0,
             time_update: 0.0,
+            judge_latency: 0.0,
             ..self.clone()
         }
     }

@@ -23,6 +23,7 @@ pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
 use crate::config::TrainConfig;
+use crate::judge::lm::LmJudge;
 use crate::judge::{StrategyJudge, TaskJudge};
 use crate::optim::AdamW;
 use crate::tasks::digits::Digits;
@@ -80,6 +81,24 @@ pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
     }
 }
 
+/// The strategy judge `algorithm.judge` selects (none when nothing can label this task).
+pub fn build_judge<'a>(
+    cfg: &TrainConfig,
+    task: &'a dyn Task,
+) -> TrainResult<Option<Box<dyn StrategyJudge + 'a>>> {
+    let use_lm = match cfg.algorithm.judge.as_str() {
+        "lm" => true,
+        "both" => !task.has_labeler(),
+        _ => false,
+    };
+    if use_lm {
+        return Ok(Some(Box::new(LmJudge::new(cfg.judge.clone())?)));
+    }
+    Ok(task
+        .has_labeler()
+        .then(|| Box::new(TaskJudge::new(task)) as Box<dyn StrategyJudge + 'a>))
+}
+
 /// The prompts of step `step` (0-based): consecutive slices of per-epoch shuffles of the
 /// training prompts, a pure function of (seed, step) so a resumed run sees the same data.
 pub fn step_prompts(task: &dyn Task, cfg: &TrainConfig, step: u64) -> Vec<Prompt> {
@@ -111,10 +130,8 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let policy = Policy::build(cfg, task.as_ref(), &run.cache_dir(), &mut |m| {
         on_event(Event::Log(m))
     })?;
-    let task_judge = TaskJudge::new(task.as_ref());
-    let judge: Option<&dyn StrategyJudge> = task
-        .has_labeler()
-        .then_some(&task_judge as &dyn StrategyJudge);
+    let judge = build_judge(cfg, task.as_ref())?;
+    let judge = judge.as_deref();
     let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
     let mut step = if opts.resume {
         run.restore(&policy, &mut opt)?
@@ -134,8 +151,10 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         // Rollout → reward → judge → advantage, on this step's prompts.
         let prompts = step_prompts(task.as_ref(), cfg, step);
         let seed = cfg.run.seed.wrapping_mul(1_000_003).wrapping_add(step);
+        let judge_before = judge.and_then(|j| j.stats()).unwrap_or_default();
         let (samples, times) =
             rollout::collect(&policy, task.as_ref(), judge, &prompts, cfg, seed)?;
+        let judge_after = judge.and_then(|j| j.stats()).unwrap_or_default();
 
         // Policy update.
         let start = std::time::Instant::now();
@@ -146,6 +165,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         let mut m =
             StepMetrics::from_samples(step, &samples, cfg.rollout.samples_per_prompt, times);
         m.time_update = start.elapsed().as_secs_f64();
+        m.set_judge(&judge_before, &judge_after);
         (m.pg_loss, m.clipfrac, m.approx_kl, m.ref_kl) =
             (stats.pg_loss, stats.clipfrac, stats.approx_kl, stats.ref_kl);
         (m.entropy, m.grad_norm, m.lr) = (stats.entropy, stats.grad_norm, stats.lr);

@@ -8,7 +8,7 @@ use setrl::{Group, Objective, Strategy};
 use super::error::TrainResult;
 use super::policy::Policy;
 use crate::config::{Algorithm, AlgorithmSection, TrainConfig};
-use crate::judge::StrategyJudge;
+use crate::judge::{JudgeError, StrategyJudge};
 use crate::sample::{SamplingParams, generate};
 use crate::tasks::{Prompt, Task};
 
@@ -77,12 +77,35 @@ pub fn collect(
 
     // Reward and strategy labels, one prompt group at a time.
     let start = Instant::now();
+    let groups: Vec<(Prompt, Vec<String>)> = prompts
+        .iter()
+        .zip(generations.chunks(n))
+        .map(|(p, chunk)| (p.clone(), chunk.iter().map(|c| c.text.clone()).collect()))
+        .collect();
+    // All groups of the batch at once: an LM judge runs its requests concurrently.
+    let labelled = match judge {
+        Some(j) => j.label_batch(&groups),
+        None => groups
+            .iter()
+            .map(|_| Ok(vec![Strategy::Cluster(0); n]))
+            .collect(),
+    };
+    let mut skipped = vec![false; prompts.len()];
     let mut samples = Vec::with_capacity(rows.len());
-    for (g, (prompt, chunk)) in prompts.iter().zip(generations.chunks(n)).enumerate() {
-        let texts: Vec<String> = chunk.iter().map(|c| c.text.clone()).collect();
-        let labels = match judge {
-            Some(j) => j.label(prompt, &texts)?,
-            None => vec![Strategy::Cluster(0); n],
+    for (g, ((prompt, chunk), labels)) in prompts
+        .iter()
+        .zip(generations.chunks(n))
+        .zip(labelled)
+        .enumerate()
+    {
+        let labels = match labels {
+            Ok(l) => l,
+            // The judge's `skip` policy: this prompt teaches nothing this step.
+            Err(JudgeError::Skipped(_)) => {
+                skipped[g] = true;
+                vec![Strategy::Degenerate; n]
+            }
+            Err(e) => return Err(e.into()),
         };
         for (generation, strategy) in chunk.iter().zip(labels) {
             samples.push(Sample {
@@ -101,6 +124,9 @@ pub fn collect(
     // Advantages per group.
     let start = Instant::now();
     for (g, group_samples) in samples.chunks_mut(n).enumerate() {
+        if skipped[g] {
+            continue;
+        }
         let group = Group::new(
             group_samples.iter().map(|s| s.reward).collect(),
             group_samples.iter().map(|s| s.strategy).collect(),
