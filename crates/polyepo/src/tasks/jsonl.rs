@@ -18,6 +18,9 @@ pub enum Match {
     Exact,
     /// The last number in the response equals the answer (|Δ| ≤ 1e-6 · max(1, |answer|)).
     Numeric,
+    /// Math answers: the final answer is extracted (`\boxed{}`, "the answer is", `####`, the
+    /// last number) and checked for equivalence (fractions, roots, percentages, expressions).
+    Math,
 }
 
 /// Settings of a JSONL task.
@@ -173,6 +176,8 @@ impl Task for JsonlTask {
                 (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
                 _ => false,
             },
+            Match::Math => super::math_answer::extract_answer(response)
+                .is_some_and(|a| super::math_answer::equivalent(&a, answer)),
         };
         f64::from(u8::from(ok))
     }
@@ -222,6 +227,17 @@ mod tests {
         .unwrap();
         assert_eq!(task.reward(&task.train[0], "It is 2."), 1.0);
         assert_eq!(task.reward(&task.train[0], "It is 3."), 0.0);
+        let math = JsonlTask::new(&JsonlConfig {
+            train: path.clone(),
+            eval: path.clone(),
+            r#match: Match::Math,
+        })
+        .unwrap();
+        assert_eq!(
+            math.reward(&math.train[0], "1+1 is \\boxed{\\frac{4}{2}}"),
+            1.0
+        );
+        assert_eq!(math.reward(&math.train[0], "The answer is 3."), 0.0);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod digits;
 pub mod jsonl;
+pub mod math_answer;
 pub mod reach;
 
 use setrl::Strategy;
