@@ -10,6 +10,7 @@ use crate::judge::lm::LmJudgeConfig;
 use crate::loss::LossConfig;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, LrSchedule};
+use crate::tasks::countdown::CountdownConfig;
 use crate::tasks::digits::DigitsConfig;
 use crate::tasks::jsonl::JsonlConfig;
 use crate::tasks::reach::ReachConfig;
@@ -57,12 +58,14 @@ pub struct RunSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSection {
-    /// `reach` or `digits` (built-in synthetic) or `jsonl` (your data).
+    /// `reach`, `digits` or `countdown` (built-in synthetic) or `jsonl` (your data).
     pub kind: String,
     /// Settings of `reach`.
     pub reach: ReachConfig,
     /// Settings of `digits`.
     pub digits: DigitsConfig,
+    /// Settings of `countdown`.
+    pub countdown: CountdownConfig,
     /// Settings of `jsonl`.
     pub jsonl: Option<JsonlConfig>,
 }
@@ -220,6 +223,7 @@ impl Default for TrainConfig {
                 kind: "reach".into(),
                 reach: ReachConfig::default(),
                 digits: DigitsConfig::default(),
+                countdown: CountdownConfig::default(),
                 jsonl: None,
             },
             model: ModelSection {
@@ -446,7 +450,7 @@ impl TrainConfig {
             );
         }
         match self.task.kind.as_str() {
-            "reach" | "digits" => {}
+            "reach" | "digits" | "countdown" => {}
             "jsonl" if self.task.jsonl.is_none() => {
                 return e(
                     "task.jsonl",
@@ -467,7 +471,7 @@ impl TrainConfig {
             other => {
                 return e(
                     "task.kind",
-                    format!("is `{other}`; use `reach`, `digits` or `jsonl`"),
+                    format!("is `{other}`; use `reach`, `digits`, `countdown` or `jsonl`"),
                 );
             }
         }
@@ -494,6 +498,24 @@ impl TrainConfig {
             return e(
                 "task.reach.style",
                 "the `tiny` model reads only the `compact` style".into(),
+            );
+        }
+        if self.model.source == "tiny"
+            && self.task.kind == "countdown"
+            && self.task.countdown.style != "compact"
+        {
+            return e(
+                "task.countdown.style",
+                "the `tiny` model reads only the `compact` style".into(),
+            );
+        }
+        if !matches!(self.task.countdown.style.as_str(), "compact" | "instruct") {
+            return e(
+                "task.countdown.style",
+                format!(
+                    "is `{}`; use `compact` or `instruct`",
+                    self.task.countdown.style
+                ),
             );
         }
         if !matches!(self.task.reach.style.as_str(), "compact" | "instruct") {

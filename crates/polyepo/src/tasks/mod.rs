@@ -1,6 +1,7 @@
 //! Tasks: prompts (train and held-out), a verifier giving each response a reward, and
 //! optionally a strategy labeler that clusters responses by how they solve the prompt.
 
+pub mod countdown;
 pub mod digits;
 pub mod jsonl;
 pub mod math_answer;

@@ -26,6 +26,7 @@ use crate::config::TrainConfig;
 use crate::judge::lm::LmJudge;
 use crate::judge::{StrategyJudge, TaskJudge};
 use crate::optim::AdamW;
+use crate::tasks::countdown::Countdown;
 use crate::tasks::digits::Digits;
 use crate::tasks::jsonl::JsonlTask;
 use crate::tasks::reach::Reach;
@@ -77,6 +78,7 @@ pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
     match (cfg.task.kind.as_str(), &cfg.task.jsonl) {
         ("jsonl", Some(j)) => Ok(Box::new(JsonlTask::new(j)?)),
         ("digits", _) => Ok(Box::new(Digits::new(&cfg.task.digits))),
+        ("countdown", _) => Ok(Box::new(Countdown::new(&cfg.task.countdown))),
         _ => Ok(Box::new(Reach::new(&cfg.task.reach))),
     }
 }

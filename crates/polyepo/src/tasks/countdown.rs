@@ -1,0 +1,409 @@
+//! Countdown: reach the target with an arithmetic expression over the given numbers, each used
+//! at most once (`+ - * /`, parentheses). Any valid expression counts; the strategy is the
+//! expression's shape (its operator tree with the numbers abstracted, commutative operands
+//! sorted), labelled exactly by a program, so an LM judge can be compared with exact labels.
+//! Held-out prompts draw from larger numbers than training.
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use setrl::Strategy;
+
+use super::{Prompt, Task, strategy_id};
+
+/// Characters of the compact texts (the tiny model's alphabet).
+pub const ALPHABET: &str = "0123456789+-*/()=,>NT ";
+
+/// Settings of the countdown task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CountdownConfig {
+    /// Training prompts.
+    pub train_prompts: usize,
+    /// Held-out prompts.
+    pub eval_prompts: usize,
+    /// Numbers per prompt.
+    pub numbers: usize,
+    /// Largest training number (held-out prompts also use up to 4× this).
+    pub max_number: i64,
+    /// `compact` (`N=3,7,25 T=46>`, tiny model) or `instruct` (chat models).
+    pub style: String,
+    /// Seed of the prompt generator.
+    pub seed: u64,
+}
+
+impl Default for CountdownConfig {
+    fn default() -> Self {
+        Self {
+            train_prompts: 256,
+            eval_prompts: 64,
+            numbers: 4,
+            max_number: 12,
+            style: "compact".into(),
+            seed: 77,
+        }
+    }
+}
+
+/// An expression tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A number literal.
+    Num(i64),
+    /// `lhs op rhs`.
+    Op(char, Box<Expr>, Box<Expr>),
+}
+
+/// A parser for `+ - * /` and parentheses over non-negative integers.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn expr(&mut self) -> Option<Expr> {
+        let mut lhs = self.term()?;
+        while let Some(op @ (b'+' | b'-')) = self.peek() {
+            self.i += 1;
+            lhs = Expr::Op(op as char, Box::new(lhs), Box::new(self.term()?));
+        }
+        Some(lhs)
+    }
+    fn term(&mut self) -> Option<Expr> {
+        let mut lhs = self.atom()?;
+        while let Some(op @ (b'*' | b'/')) = self.peek() {
+            self.i += 1;
+            lhs = Expr::Op(op as char, Box::new(lhs), Box::new(self.atom()?));
+        }
+        Some(lhs)
+    }
+    fn atom(&mut self) -> Option<Expr> {
+        match self.peek()? {
+            b'(' => {
+                self.i += 1;
+                let e = self.expr()?;
+                (self.peek()? == b')').then(|| self.i += 1)?;
+                Some(e)
+            }
+            c if c.is_ascii_digit() => {
+                let start = self.i;
+                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    self.i += 1;
+                }
+                std::str::from_utf8(&self.s[start..self.i])
+                    .ok()?
+                    .parse()
+                    .ok()
+                    .map(Expr::Num)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses a whole expression (spaces ignored).
+pub fn parse(text: &str) -> Option<Expr> {
+    let compact: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut p = Parser { s: &compact, i: 0 };
+    let e = p.expr()?;
+    (p.i == compact.len()).then_some(e)
+}
+
+/// The expression in a reply: the left side of `=` on the last line holding one.
+pub fn extract(response: &str) -> Option<String> {
+    let line = response
+        .lines()
+        .rev()
+        .find(|l| l.chars().any(|c| c.is_ascii_digit()))?;
+    let lhs = line.split('=').next()?;
+    let expr: String = lhs
+        .chars()
+        .filter(|c| c.is_ascii_digit() || "+-*/() ".contains(*c))
+        .collect();
+    let expr = expr.trim();
+    (!expr.is_empty()).then(|| expr.to_owned())
+}
+
+/// Exact value as a reduced fraction; `None` on division by zero or overflow.
+fn eval(e: &Expr) -> Option<(i64, i64)> {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 {
+            a.abs().max(1)
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let (n, d) = match e {
+        Expr::Num(v) => (*v, 1),
+        Expr::Op(op, a, b) => {
+            let ((an, ad), (bn, bd)) = (eval(a)?, eval(b)?);
+            match op {
+                '+' => (
+                    an.checked_mul(bd)?.checked_add(bn.checked_mul(ad)?)?,
+                    ad.checked_mul(bd)?,
+                ),
+                '-' => (
+                    an.checked_mul(bd)?.checked_sub(bn.checked_mul(ad)?)?,
+                    ad.checked_mul(bd)?,
+                ),
+                '*' => (an.checked_mul(bn)?, ad.checked_mul(bd)?),
+                _ if bn == 0 => return None,
+                _ => (an.checked_mul(bd)?, ad.checked_mul(bn)?),
+            }
+        }
+    };
+    let g = gcd(n, d);
+    let (n, d) = (n / g, d / g);
+    Some(if d < 0 { (-n, -d) } else { (n, d) })
+}
+
+fn leaves(e: &Expr, out: &mut Vec<i64>) {
+    match e {
+        Expr::Num(v) => out.push(*v),
+        Expr::Op(_, a, b) => {
+            leaves(a, out);
+            leaves(b, out);
+        }
+    }
+}
+
+/// The shape of an expression: numbers become `_`; operands of `+` and `*` are sorted so
+/// `a+b` and `b+a` share a shape.
+pub fn shape(e: &Expr) -> String {
+    match e {
+        Expr::Num(_) => "_".into(),
+        Expr::Op(op, a, b) => {
+            let (mut x, mut y) = (shape(a), shape(b));
+            if matches!(op, '+' | '*') && x > y {
+                std::mem::swap(&mut x, &mut y);
+            }
+            format!("({x}{op}{y})")
+        }
+    }
+}
+
+/// Whether `used` takes each number at most as often as `given` offers it.
+fn uses_only(used: &[i64], given: &[i64]) -> bool {
+    let mut pool = given.to_vec();
+    used.iter().all(|u| {
+        pool.iter()
+            .position(|g| g == u)
+            .map(|i| pool.swap_remove(i))
+            .is_some()
+    })
+}
+
+/// A random expression over a random subset (2..=all) of `numbers`.
+fn random_expr(numbers: &[i64], rng: &mut dyn RngCore) -> Expr {
+    let k = rng.random_range(2..=numbers.len());
+    let mut pool: Vec<Expr> = numbers
+        .choose_multiple(rng, k)
+        .map(|&n| Expr::Num(n))
+        .collect();
+    while pool.len() > 1 {
+        let a = pool.swap_remove(rng.random_range(0..pool.len()));
+        let b = pool.swap_remove(rng.random_range(0..pool.len()));
+        let op = *['+', '-', '*', '/'].choose(rng).unwrap_or(&'+');
+        pool.push(Expr::Op(op, Box::new(a), Box::new(b)));
+    }
+    pool.pop().unwrap_or(Expr::Num(numbers[0]))
+}
+
+/// Text of an expression, fully parenthesised except at the top.
+pub fn render(e: &Expr) -> String {
+    fn inner(e: &Expr) -> String {
+        match e {
+            Expr::Num(v) => v.to_string(),
+            Expr::Op(op, a, b) => format!("({}{op}{})", inner(a), inner(b)),
+        }
+    }
+    match e {
+        Expr::Op(op, a, b) => format!("{}{op}{}", inner(a), inner(b)),
+        leaf => inner(leaf),
+    }
+}
+
+/// The countdown task.
+#[derive(Debug, Clone)]
+pub struct Countdown {
+    train: Vec<Prompt>,
+    eval: Vec<Prompt>,
+    instruct: bool,
+}
+
+fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
+    let r = &prompt.reference;
+    (
+        r["target"].as_i64().unwrap_or(0),
+        r["numbers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+            .unwrap_or_default(),
+    )
+}
+
+impl Countdown {
+    /// Generates prompts whose targets some expression reaches (an integer in 1..=200).
+    pub fn new(cfg: &CountdownConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let instruct = cfg.style == "instruct";
+        let mut make = |n: usize, max: i64| {
+            let mut prompts = Vec::with_capacity(n);
+            while prompts.len() < n {
+                let numbers: Vec<i64> = (0..cfg.numbers.max(2))
+                    .map(|_| rng.random_range(1..=max))
+                    .collect();
+                let e = random_expr(&numbers, &mut rng);
+                let Some((target, 1)) = eval(&e) else {
+                    continue;
+                };
+                if !(1..=200).contains(&target) {
+                    continue;
+                }
+                let listed: Vec<String> = numbers.iter().map(i64::to_string).collect();
+                let text = if instruct {
+                    format!(
+                        "Using the numbers {} (each at most once) and + - * / with parentheses, write an expression equal to {target}. Reply with the expression only.",
+                        listed.join(", ")
+                    )
+                } else {
+                    format!("N={} T={target}>", listed.join(","))
+                };
+                prompts.push(Prompt { text, reference: serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) }) });
+            }
+            prompts
+        };
+        let train = make(cfg.train_prompts, cfg.max_number);
+        let eval = make(cfg.eval_prompts, cfg.max_number * 4);
+        Self {
+            train,
+            eval,
+            instruct,
+        }
+    }
+
+    fn answer(&self, response: &str) -> Option<Expr> {
+        if self.instruct {
+            parse(&extract(response)?)
+        } else {
+            parse(response)
+        }
+    }
+}
+
+impl Task for Countdown {
+    fn name(&self) -> &str {
+        "countdown"
+    }
+    fn train_prompts(&self) -> &[Prompt] {
+        &self.train
+    }
+    fn eval_prompts(&self) -> &[Prompt] {
+        &self.eval
+    }
+    fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
+        let (target, numbers) = spec(prompt);
+        let Some(e) = self.answer(response) else {
+            return 0.0;
+        };
+        let mut used = Vec::new();
+        leaves(&e, &mut used);
+        f64::from(u8::from(
+            uses_only(&used, &numbers) && eval(&e) == Some((target, 1)),
+        ))
+    }
+    fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
+        let (_, numbers) = spec(prompt);
+        Some(match self.answer(response) {
+            Some(e) => {
+                let mut used = Vec::new();
+                leaves(&e, &mut used);
+                if uses_only(&used, &numbers) {
+                    Strategy::Cluster(strategy_id(&shape(&e)))
+                } else {
+                    Strategy::Degenerate
+                }
+            }
+            None => Strategy::Degenerate,
+        })
+    }
+    fn has_labeler(&self) -> bool {
+        true
+    }
+    fn wants_chat_template(&self) -> bool {
+        self.instruct
+    }
+    fn demonstration(&self, prompt: &Prompt, _skew: f64, _rng: &mut dyn RngCore) -> Option<String> {
+        // The generating expression: one habitual way to reach each target.
+        prompt.reference["example"].as_str().map(String::from)
+    }
+    fn alphabet(&self) -> &str {
+        ALPHABET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(target: i64, numbers: &[i64]) -> Prompt {
+        Prompt {
+            text: String::new(),
+            reference: serde_json::json!({ "target": target, "numbers": numbers }),
+        }
+    }
+
+    #[test]
+    fn grades_and_labels_expressions() {
+        let task = Countdown::new(&CountdownConfig::default());
+        let p = prompt(24, &[3, 8, 2, 5]);
+        assert_eq!(task.reward(&p, "3*8"), 1.0);
+        assert_eq!(task.reward(&p, "(5+3)*(8/2)-8"), 0.0, "8 used twice");
+        assert_eq!(task.reward(&p, "(5-2)*8"), 1.0);
+        assert_eq!(task.reward(&p, "8/(2/3)*2"), 0.0, "2 used twice");
+        assert_eq!(
+            task.reward(&prompt(12, &[8, 2, 3]), "8/(2/3)"),
+            1.0,
+            "exact fractions: 8/(2/3) = 12"
+        );
+        assert_eq!(task.reward(&p, "3*7+3"), 0.0);
+        assert_eq!(task.reward(&p, "8/0"), 0.0);
+        assert_eq!(
+            task.strategy(&p, "3*8"),
+            task.strategy(&p, "8*3"),
+            "commutative operands share a shape"
+        );
+        assert_ne!(task.strategy(&p, "3*8"), task.strategy(&p, "(5-2)*8"));
+        assert_eq!(
+            task.strategy(&p, "3*9"),
+            Some(Strategy::Degenerate),
+            "9 is not given"
+        );
+        assert_eq!(task.strategy(&p, "hello"), Some(Strategy::Degenerate));
+        let instruct = Countdown::new(&CountdownConfig {
+            style: "instruct".into(),
+            ..CountdownConfig::default()
+        });
+        assert_eq!(instruct.reward(&p, "Sure!\n(5 - 2) * 8 = 24"), 1.0);
+    }
+
+    #[test]
+    fn prompts_are_solvable_and_held_out_numbers_are_larger() {
+        let cfg = CountdownConfig::default();
+        let task = Countdown::new(&cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for p in task.train_prompts() {
+            let demo = task.demonstration(p, 0.0, &mut rng).unwrap();
+            assert_eq!(task.reward(p, &demo), 1.0, "{} -> {demo}", p.text);
+        }
+        assert!(
+            task.eval_prompts()
+                .iter()
+                .any(|p| spec(p).1.iter().any(|&n| n > cfg.max_number))
+        );
+    }
+}
