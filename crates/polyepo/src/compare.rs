@@ -167,7 +167,7 @@ pub fn compare(
         let device = crate::train::policy::device_of(&cfg)?;
         let loaded = crate::model::load_model(&dir.join("final"), DType::F32, &device)?;
         let task = build_task(&cfg)?;
-        let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), eval)?;
+        let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), eval, None)?;
         let json = serde_json::to_vec_pretty(&report).map_err(|e| TrainError::io(&eval_path, e))?;
         crate::atomic::write_atomic(&eval_path, &json)
             .map_err(|e| TrainError::io(&eval_path, e))?;

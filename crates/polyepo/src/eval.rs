@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
+use crate::judge::StrategyJudge;
 use crate::model::chat::encode_user_turn;
 use crate::model::{Llama, ModelResult, TextTokenizer};
 use crate::sample::{SamplingParams, generate};
@@ -84,11 +85,16 @@ impl EvalReport {
 }
 
 /// Samples `settings.samples` answers to every held-out prompt of `task` and scores them.
+///
+/// Strategies come from `judge` when given (an LM judge: one request per prompt, run
+/// concurrently; a group it cannot label counts no strategies), from the task's labeler
+/// otherwise.
 pub fn evaluate(
     model: &Llama,
     tokenizer: &TextTokenizer,
     task: &dyn Task,
     settings: &EvalSettings,
+    judge: Option<&dyn StrategyJudge>,
 ) -> ModelResult<EvalReport> {
     let prompts = task.eval_prompts();
     let m = settings.samples.max(1);
@@ -118,6 +124,17 @@ pub fn evaluate(
         );
     }
 
+    let judged: Option<Vec<Vec<Strategy>>> = judge.map(|j| {
+        let groups: Vec<(crate::tasks::Prompt, Vec<String>)> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), texts[i * m..(i + 1) * m].to_vec()))
+            .collect();
+        j.label_batch(&groups)
+            .into_iter()
+            .map(|r| r.unwrap_or_default())
+            .collect()
+    });
     let mut pass = vec![0.0; m];
     let (mut reward_sum, mut degenerate, mut all_sum, mut correct_sum) = (0.0, 0usize, 0.0, 0.0);
     let mut pooled = HashSet::new();
@@ -126,12 +143,16 @@ pub fn evaluate(
         let answers = &texts[i * m..(i + 1) * m];
         let mut correct = 0;
         let (mut all, mut good) = (HashSet::new(), HashSet::new());
-        for a in answers {
+        for (j, a) in answers.iter().enumerate() {
             let r = task.reward(prompt, a);
             reward_sum += r;
             let ok = r > 0.0;
             correct += usize::from(ok);
-            match task.strategy(prompt, a) {
+            let label = match &judged {
+                Some(labels) => labels[i].get(j).copied(),
+                None => task.strategy(prompt, a),
+            };
+            match label {
                 Some(Strategy::Cluster(c)) => {
                     all.insert(c);
                     let entry = histogram.entry(c).or_default();

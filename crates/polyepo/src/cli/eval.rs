@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use polyepo::config::TrainConfig;
 use polyepo::eval::{EvalSettings, evaluate};
+use polyepo::judge::StrategyJudge;
+use polyepo::judge::lm::{LmJudge, LmJudgeConfig};
 use polyepo::model::load_model;
 use polyepo::plot::{Chart, Series, save_chart};
 use polyepo::report::pass_curve;
@@ -44,6 +46,16 @@ pub struct EvalArgs {
     /// Where to write eval.json (default: next to the model).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Label strategies with an LM judge at this OpenAI-compatible endpoint instead of the
+    /// task's labeler (e.g. to compare the judge with exact labels on countdown).
+    #[arg(long)]
+    pub judge_endpoint: Option<String>,
+    /// Model name for the LM judge.
+    #[arg(long, default_value = "judge")]
+    pub judge_model: String,
+    /// Judge prompt: math, code, generic or a file.
+    #[arg(long, default_value = "generic")]
+    pub judge_prompt: String,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -82,7 +94,25 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         task.name(),
         settings.samples
     );
-    let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), &settings)?;
+    let judge = match &args.judge_endpoint {
+        Some(endpoint) => Some(LmJudge::new(LmJudgeConfig {
+            endpoint: endpoint.clone(),
+            model: args.judge_model.clone(),
+            prompt: args.judge_prompt.clone(),
+            ..cfg.judge.clone()
+        })?),
+        None => None,
+    };
+    let report = evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        task.as_ref(),
+        &settings,
+        judge.as_ref().map(|j| j as &dyn StrategyJudge),
+    )?;
+    if let Some(j) = &judge {
+        eprintln!("judge stats: {}", serde_json::to_string(&j.stats())?);
+    }
 
     println!("| k | pass@k |\n|---|---|");
     for k in args.k.iter().filter(|k| **k <= report.samples) {
