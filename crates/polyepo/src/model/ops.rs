@@ -26,12 +26,20 @@ fn fusable(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-macro_rules! dispatch {
-    ($s:expr, $l:expr, $f:ident, $op:expr $(, $extra:expr)*) => {
-        match $s {
-            CpuStorage::F32(d) => CpuStorage::F32($f(slice(d, $l, $op)? $(, $extra)*)),
-            CpuStorage::F64(d) => CpuStorage::F64($f(slice(d, $l, $op)? $(, $extra)*)),
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", $op),
+/// Runs a kernel on f32 or f64 storages: each `storage / layout => name` binds `name` to the
+/// contiguous slice; every storage must have the same float dtype.
+macro_rules! float_kernel {
+    ($op:expr, $($s:ident / $l:ident => $v:ident),+ ; $body:expr) => {
+        match ($($s,)+) {
+            ($(CpuStorage::F32($v),)+) => {
+                $(let $v = slice($v, $l, $op)?;)+
+                CpuStorage::F32($body)
+            }
+            ($(CpuStorage::F64($v),)+) => {
+                $(let $v = slice($v, $l, $op)?;)+
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: inputs must all be f32 or all f64", $op),
         }
     };
 }
@@ -86,23 +94,7 @@ impl CustomOp2 for MaskedSoftmax {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, h, t, s) = l1.shape().dims4()?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(m)) => CpuStorage::F32(masked_softmax_rows(
-                slice(x, l1, "softmax")?,
-                slice(m, l2, "softmax")?,
-                h,
-                t,
-                s,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(m)) => CpuStorage::F64(masked_softmax_rows(
-                slice(x, l1, "softmax")?,
-                slice(m, l2, "softmax")?,
-                h,
-                t,
-                s,
-            )),
-            _ => candle_core::bail!("masked-softmax: dtype mismatch"),
-        };
+        let out = float_kernel!("masked-softmax", s1 / l1 => x, s2 / l2 => m; masked_softmax_rows(x, m, h, t, s));
         Ok((out, l1.shape().clone()))
     }
     fn bwd(
@@ -178,7 +170,7 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dim = l.dims()[l.dims().len() - 1];
         Ok((
-            dispatch!(s, l, softmax_rows, "softmax", dim),
+            float_kernel!("softmax", s / l => x; softmax_rows(x, dim)),
             l.shape().clone(),
         ))
     }
@@ -201,19 +193,8 @@ impl CustomOp2 for SoftmaxGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dim = l1.dims()[l1.dims().len() - 1];
-        let out = match (s1, s2) {
-            (CpuStorage::F32(p), CpuStorage::F32(g)) => CpuStorage::F32(softmax_grad_rows(
-                slice(p, l1, "softmax")?,
-                slice(g, l2, "softmax")?,
-                dim,
-            )),
-            (CpuStorage::F64(p), CpuStorage::F64(g)) => CpuStorage::F64(softmax_grad_rows(
-                slice(p, l1, "softmax")?,
-                slice(g, l2, "softmax")?,
-                dim,
-            )),
-            _ => candle_core::bail!("softmax-grad: dtype mismatch"),
-        };
+        let out =
+            float_kernel!("softmax-grad", s1 / l1 => p, s2 / l2 => g; softmax_grad_rows(p, g, dim));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -285,31 +266,7 @@ impl CustomOp3 for Rope {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, h, t, d) = l1.shape().dims4()?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(c), CpuStorage::F32(s)) => {
-                CpuStorage::F32(rope_rows(
-                    slice(x, l1, "rope")?,
-                    slice(c, l2, "rope")?,
-                    slice(s, l3, "rope")?,
-                    h,
-                    t,
-                    d,
-                    self.inverse,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(c), CpuStorage::F64(s)) => {
-                CpuStorage::F64(rope_rows(
-                    slice(x, l1, "rope")?,
-                    slice(c, l2, "rope")?,
-                    slice(s, l3, "rope")?,
-                    h,
-                    t,
-                    d,
-                    self.inverse,
-                ))
-            }
-            _ => candle_core::bail!("rope: dtype mismatch"),
-        };
+        let out = float_kernel!("rope", s1 / l1 => x, s2 / l2 => c, s3 / l3 => sn; rope_rows(x, c, sn, h, t, d, self.inverse));
         Ok((out, l1.shape().clone()))
     }
     fn bwd(
@@ -445,19 +402,7 @@ impl CustomOp2 for RmsNormOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => CpuStorage::F32(rms_rows(
-                slice(x, l1, "rms")?,
-                slice(w, l2, "rms")?,
-                self.eps,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w)) => CpuStorage::F64(rms_rows(
-                slice(x, l1, "rms")?,
-                slice(w, l2, "rms")?,
-                self.eps,
-            )),
-            _ => candle_core::bail!("rms-norm: dtype mismatch"),
-        };
+        let out = float_kernel!("rms-norm", s1 / l1 => x, s2 / l2 => w; rms_rows(x, w, self.eps));
         Ok((out, l1.shape().clone()))
     }
     fn bwd(
@@ -497,25 +442,7 @@ impl CustomOp3 for RmsNormGradX {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
-                CpuStorage::F32(rms_grad_x_rows(
-                    slice(x, l1, "rms")?,
-                    slice(w, l2, "rms")?,
-                    slice(g, l3, "rms")?,
-                    self.eps,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
-                CpuStorage::F64(rms_grad_x_rows(
-                    slice(x, l1, "rms")?,
-                    slice(w, l2, "rms")?,
-                    slice(g, l3, "rms")?,
-                    self.eps,
-                ))
-            }
-            _ => candle_core::bail!("rms-norm-grad: dtype mismatch"),
-        };
+        let out = float_kernel!("rms-norm-grad", s1 / l1 => x, s2 / l2 => w, s3 / l3 => g; rms_grad_x_rows(x, w, g, self.eps));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -532,21 +459,7 @@ impl CustomOp2 for RmsNormGradW {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = l1.dims()[l1.dims().len() - 1];
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(rms_grad_w_rows(
-                slice(x, l1, "rms")?,
-                slice(g, l2, "rms")?,
-                d,
-                self.eps,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(rms_grad_w_rows(
-                slice(x, l1, "rms")?,
-                slice(g, l2, "rms")?,
-                d,
-                self.eps,
-            )),
-            _ => candle_core::bail!("rms-norm-grad: dtype mismatch"),
-        };
+        let out = float_kernel!("rms-norm-grad", s1 / l1 => x, s2 / l2 => g; rms_grad_w_rows(x, g, d, self.eps));
         Ok((out, Shape::from(d)))
     }
 }
@@ -629,7 +542,7 @@ impl CustomOp2 for LogProbAt {
         let v = l1.dims()[l1.dims().len() - 1];
         let targets = targets_of(s2, l2)?;
         Ok((
-            dispatch!(s1, l1, log_prob_rows, "log-prob", &targets, v),
+            float_kernel!("log-prob", s1 / l1 => x; log_prob_rows(x, &targets, v)),
             l2.shape().clone(),
         ))
     }
@@ -662,21 +575,7 @@ impl CustomOp3 for LogProbAtGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let v = l1.dims()[l1.dims().len() - 1];
         let targets = targets_of(s2, l2)?;
-        let out = match (s1, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(log_prob_grad_rows(
-                slice(x, l1, "lp")?,
-                &targets,
-                slice(g, l3, "lp")?,
-                v,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(log_prob_grad_rows(
-                slice(x, l1, "lp")?,
-                &targets,
-                slice(g, l3, "lp")?,
-                v,
-            )),
-            _ => candle_core::bail!("log-prob-grad: dtype mismatch"),
-        };
+        let out = float_kernel!("log-prob-grad", s1 / l1 => x, s3 / l3 => g; log_prob_grad_rows(x, &targets, g, v));
         Ok((out, l1.shape().clone()))
     }
 }
