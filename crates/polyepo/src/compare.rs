@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Algorithm, TrainConfig};
@@ -164,8 +163,11 @@ pub fn compare(
                 return Ok(None);
             }
         }
-        let device = crate::train::policy::device_of(&cfg)?;
-        let loaded = crate::model::load_model(&dir.join("final"), DType::F32, &device)?;
+        let (device, dtype) = (
+            crate::train::policy::device_of(&cfg)?,
+            crate::train::policy::dtype_of(&cfg)?,
+        );
+        let loaded = crate::model::load_model(&dir.join("final"), dtype, &device)?;
         let task = build_task(&cfg)?;
         let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), eval, None)?;
         let json = serde_json::to_vec_pretty(&report).map_err(|e| TrainError::io(&eval_path, e))?;

@@ -328,7 +328,7 @@ impl LmJudge {
             }
         }
         self.count_failure(&last.reason);
-        tracing_like_warn(&format!(
+        warn(&format!(
             "judge failed ({}): {}; policy {:?}",
             last.reason, last.detail, self.cfg.failure_policy
         ));
@@ -388,7 +388,7 @@ impl LmJudge {
 }
 
 /// Failures go to standard error with their reason (the key is never part of the message).
-fn tracing_like_warn(message: &str) {
+fn warn(message: &str) {
     eprintln!("warning: {message}");
 }
 

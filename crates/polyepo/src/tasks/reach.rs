@@ -234,19 +234,6 @@ impl Reach {
             .unwrap_or_default();
         (target, allowed)
     }
-
-    /// A demonstration for the supervised warm-up: a solution drawn by
-    /// [`super::skewed_pick`] (habits lean on the largest step), steps in descending order.
-    pub fn demonstration(
-        prompt: &Prompt,
-        skew: f64,
-        rng: &mut dyn rand::RngCore,
-    ) -> Option<String> {
-        let (target, allowed) = Self::spec(prompt);
-        let mut steps = super::skewed_pick(solutions(&allowed, target), &allowed, skew, rng)?;
-        steps.sort_unstable_by(|a, b| b.cmp(a));
-        Some(answer_text(&steps))
-    }
 }
 
 impl Task for Reach {
@@ -293,13 +280,18 @@ impl Task for Reach {
     fn has_labeler(&self) -> bool {
         true
     }
+    /// A solution drawn by [`super::skewed_pick`] (habits lean on the largest step), steps
+    /// in descending order.
     fn demonstration(
         &self,
         prompt: &Prompt,
         skew: f64,
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
-        Self::demonstration(prompt, skew, rng)
+        let (target, allowed) = Self::spec(prompt);
+        let mut steps = super::skewed_pick(solutions(&allowed, target), &allowed, skew, rng)?;
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        Some(answer_text(&steps))
     }
     fn alphabet(&self) -> &str {
         ALPHABET
@@ -386,7 +378,7 @@ mod tests {
         let p = &task.train_prompts()[0];
         let mut seen = std::collections::HashMap::new();
         for _ in 0..400 {
-            let d = Reach::demonstration(p, 0.3, &mut rng).unwrap();
+            let d = task.demonstration(p, 0.3, &mut rng).unwrap();
             assert_eq!(task.reward(p, &d), 1.0, "{d}");
             *seen
                 .entry(format!("{:?}", task.strategy(p, &d)))

@@ -34,6 +34,11 @@ fn config_error(key: &str, message: String) -> crate::train::TrainError {
     .into()
 }
 
+/// The dtype `cfg` names.
+pub fn dtype_of(cfg: &TrainConfig) -> TrainResult<candle_core::DType> {
+    parse_dtype(&cfg.model.dtype).map_err(|m| config_error("model.dtype", m))
+}
+
 /// The device `cfg` names.
 pub fn device_of(cfg: &TrainConfig) -> TrainResult<candle_core::Device> {
     parse_device(&cfg.model.device).map_err(|m| config_error("model.device", m))
@@ -55,11 +60,7 @@ impl Policy {
         } else {
             PathBuf::from(&cfg.model.source)
         };
-        let loaded = load_model(
-            &source,
-            parse_dtype(&cfg.model.dtype).map_err(|m| config_error("model.dtype", m))?,
-            &device,
-        )?;
+        let loaded = load_model(&source, dtype_of(cfg)?, &device)?;
         let mut model = loaded.model;
         let reference = (cfg.loss.kl_coef > 0.0).then(|| model.detached());
         let vars = match &cfg.model.lora {
