@@ -1,20 +1,11 @@
 //! polyepo: post-train language models to explore with set reinforcement learning
-//! (POLY-EPO). The set-RL core lives in the [`setrl`] crate; this crate holds everything
-//! around it, and the `polyepo` binary.
+//! (POLY-EPO). Three layers, each depending only on the ones before it:
+//!
+//! - [`setrl`] (its own crate): set objectives and marginal set advantages, no tensors;
+//! - [`polyepo_engine`] (its own crate): the language model, sampler and optimizer;
+//! - [`rl`]: the trainer built from both (configuration, tasks, judges, loss, loop);
+//! - [`app`]: what users run on top (evaluation, comparisons, reports, the server).
 #![deny(missing_docs)]
 
-pub mod advantage_request;
-pub mod atomic;
-pub mod compare;
-pub mod config;
-pub mod eval;
-pub mod judge;
-pub mod loss;
-pub mod model;
-pub mod optim;
-pub mod plot;
-pub mod report;
-pub mod sample;
-pub mod serve;
-pub mod tasks;
-pub mod train;
+pub mod app;
+pub mod rl;

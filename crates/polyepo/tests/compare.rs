@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use polyepo::compare::{Comparison, compare};
-use polyepo::config::Algorithm;
-use polyepo::eval::{EvalReport, EvalSettings};
-use polyepo::report::training_report;
-use polyepo::train::run_dir::read_metrics;
+use polyepo::app::compare::{Comparison, compare};
+use polyepo::app::eval::{EvalReport, EvalSettings};
+use polyepo::app::report::training_report;
+use polyepo::rl::config::Algorithm;
+use polyepo::rl::train::run_dir::read_metrics;
 
 mod common;
 use common::{small_config, temp_root};
@@ -121,10 +121,10 @@ fn eval_cli_writes_eval_json_and_a_chart() {
     let mut cfg = small_config();
     cfg.run.steps = 1;
     let run = root.join("run");
-    polyepo::train::train(
+    polyepo::rl::train::train(
         &cfg,
         &run,
-        polyepo::train::TrainOptions {
+        polyepo::rl::train::TrainOptions {
             resume: false,
             stop: Arc::new(AtomicBool::new(false)),
             on_event: &mut |_| {},

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use polyepo::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
-use polyepo::judge::{JudgeError, StrategyJudge};
-use polyepo::model::load_model;
-use polyepo::serve::{ServeLimits, Server};
-use polyepo::tasks::Prompt;
+use polyepo::app::serve::{ServeLimits, Server};
+use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
+use polyepo::rl::judge::{JudgeError, StrategyJudge};
+use polyepo::rl::tasks::Prompt;
+use polyepo_engine::model::load_model;
 use setrl::Strategy;
 
 fn server() -> Server {
@@ -223,7 +223,7 @@ fn training_can_take_its_strategy_labels_from_the_lm_judge() {
     let dir = temp("train");
     let prompt_file = dir.join("copy4.txt");
     std::fs::write(&prompt_file, "Copy this text exactly and write nothing else:\n{\"1\": {\"cluster_id\": 0}, \"2\": {\"cluster_id\": 1}, \"3\": {\"cluster_id\": 0}, \"4\": {\"cluster_id\": 100}}\n\nReference: {problem}").unwrap();
-    let cfg = polyepo::config::TrainConfig::load(
+    let cfg = polyepo::rl::config::TrainConfig::load(
         None,
         &[
             "run.steps=1".into(),
@@ -244,17 +244,17 @@ fn training_can_take_its_strategy_labels_from_the_lm_judge() {
     .unwrap();
     let run = dir.join("run");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    polyepo::train::train(
+    polyepo::rl::train::train(
         &cfg,
         &run,
-        polyepo::train::TrainOptions {
+        polyepo::rl::train::TrainOptions {
             resume: false,
             stop,
             on_event: &mut |_| {},
         },
     )
     .unwrap();
-    let m = &polyepo::train::run_dir::read_metrics(&run).unwrap()[0];
+    let m = &polyepo::rl::train::run_dir::read_metrics(&run).unwrap()[0];
     assert_eq!(m.judge_calls, 4.0, "one request per prompt");
     assert_eq!(m.judge_failures, 0.0);
     // The judge's labels, not the task's: clusters 0 and 1 in every group, one degenerate.

@@ -1,7 +1,7 @@
 //! The PPO loss against a scalar hand computation, for every aggregation and clip setting.
 
 use candle_core::{Device, Tensor, Var};
-use polyepo::loss::{Aggregation, KlEstimator, LossConfig, LossInputs, ppo_loss};
+use polyepo::rl::loss::{Aggregation, KlEstimator, LossConfig, LossInputs, ppo_loss};
 
 const LP: [[f64; 3]; 2] = [[-1.0, -0.5, -2.0], [-0.3, -1.2, -0.7]];
 const OLD: [[f64; 3]; 2] = [[-1.1, -0.2, -2.0], [-0.3, -2.7, -0.1]];

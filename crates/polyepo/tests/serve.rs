@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use polyepo::model::load_model;
-use polyepo::serve::{ServeLimits, Server};
+use polyepo::app::serve::{ServeLimits, Server};
+use polyepo_engine::model::load_model;
 use serde_json::{Value, json};
 
 fn server() -> (Server, String) {

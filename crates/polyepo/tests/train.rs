@@ -5,24 +5,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use polyepo::config::TrainConfig;
+use polyepo::rl::config::TrainConfig;
 
 mod common;
 use common::{small_config, temp_root};
-use polyepo::judge::TaskJudge;
-use polyepo::optim::AdamW;
-use polyepo::train::policy::Policy;
-use polyepo::train::sequences::response_log_probs;
-use polyepo::train::{
+use polyepo::rl::judge::TaskJudge;
+use polyepo::rl::train::policy::Policy;
+use polyepo::rl::train::sequences::response_log_probs;
+use polyepo::rl::train::{
     Event, StepMetrics, TrainOptions, build_task, rollout, run_dir, step_prompts, train, update,
 };
+use polyepo_engine::optim::AdamW;
 
 fn run(
     cfg: &TrainConfig,
     dir: &Path,
     resume: bool,
     stop_after: Option<u64>,
-) -> polyepo::train::RunSummary {
+) -> polyepo::rl::train::RunSummary {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let mut on_event = move |e: Event<'_>| {

@@ -52,6 +52,19 @@ pub enum SetRlError {
         /// The configured maximum.
         limit: u64,
     },
+    /// Sampling would draw more sets than the caller allows (N · K > limit).
+    #[error(
+        "sampling {sets} sets for each of {group_size} generations exceeds the limit of {limit} sets: \
+         use fewer sets per generation, the exact estimator, or raise the limit"
+    )]
+    TooManySampledSets {
+        /// The group size N.
+        group_size: usize,
+        /// Sets per generation K.
+        sets: usize,
+        /// The configured maximum.
+        limit: u64,
+    },
     /// The sampled estimator needs at least one set per generation.
     #[error("the sampled estimator needs at least one set per generation (got 0)")]
     NoSampledSets,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use polyepo::advantage_request::{RequestOptions, parse_request};
+use polyepo::rl::advantage_request::{RequestOptions, parse_request};
 
 /// Arguments of `polyepo advantages`.
 #[derive(Debug, Args)]

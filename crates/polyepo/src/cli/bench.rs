@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
-use polyepo::model::logprobs::token_log_probs;
-use polyepo::model::{Batch, load_model};
-use polyepo::optim::{AdamW, AdamWConfig, grad_norm};
-use polyepo::sample::{SamplingParams, generate};
+use polyepo_engine::model::logprobs::token_log_probs;
+use polyepo_engine::model::{Batch, load_model};
+use polyepo_engine::optim::{AdamW, AdamWConfig, grad_norm};
+use polyepo_engine::sample::{SamplingParams, generate};
 
 use super::device::DeviceArgs;
 

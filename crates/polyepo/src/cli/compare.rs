@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use polyepo::compare::{CompareEvent, compare, summary_table};
-use polyepo::config::{Algorithm, TrainConfig};
-use polyepo::eval::EvalSettings;
-use polyepo::train::Event;
+use polyepo::app::compare::{CompareEvent, compare, summary_table};
+use polyepo::app::eval::EvalSettings;
+use polyepo::rl::config::{Algorithm, TrainConfig};
+use polyepo::rl::train::Event;
 
 /// Arguments of `polyepo compare`.
 #[derive(Debug, Args)]

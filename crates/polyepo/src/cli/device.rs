@@ -3,7 +3,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device};
 use clap::Args;
-use polyepo::model::device::{parse_device, parse_dtype};
+use polyepo_engine::model::device::{parse_device, parse_dtype};
 
 /// `--device` and `--dtype`.
 #[derive(Debug, Clone, Args)]

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use polyepo::config::TrainConfig;
-use polyepo::eval::{EvalSettings, evaluate};
-use polyepo::judge::StrategyJudge;
-use polyepo::judge::lm::{LmJudge, LmJudgeConfig};
-use polyepo::model::load_model;
-use polyepo::plot::{Chart, Series, save_chart};
-use polyepo::report::pass_curve;
-use polyepo::train::build_task;
+use polyepo::app::eval::{EvalSettings, evaluate};
+use polyepo::app::plot::{Chart, Series, save_chart};
+use polyepo::app::report::pass_curve;
+use polyepo::rl::config::TrainConfig;
+use polyepo::rl::judge::StrategyJudge;
+use polyepo::rl::judge::lm::{LmJudge, LmJudgeConfig};
+use polyepo::rl::train::build_task;
+use polyepo_engine::model::load_model;
 
 use super::device::DeviceArgs;
 
@@ -147,7 +147,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             PathBuf::from("eval.json")
         }
     });
-    polyepo::atomic::write_atomic(&out, &serde_json::to_vec_pretty(&report)?)
+    polyepo_engine::atomic::write_atomic(&out, &serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", out.display()))?;
     let chart = Chart {
         title: format!("Test-time scaling on held-out {} prompts", task.name()),

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use polyepo::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
-use polyepo::tasks::Prompt;
+use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
+use polyepo::rl::tasks::Prompt;
 use serde::Deserialize;
 use setrl::Strategy;
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use polyepo::report::training_report;
-use polyepo::train::run_dir::read_metrics;
+use polyepo::app::report::training_report;
+use polyepo::rl::train::run_dir::read_metrics;
 
 /// Arguments of `polyepo report`.
 #[derive(Debug, Args)]

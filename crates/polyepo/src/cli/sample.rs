@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use polyepo::model::chat::encode_user_turn;
-use polyepo::model::load_model;
-use polyepo::sample::{SamplingParams, generate};
+use polyepo_engine::model::chat::encode_user_turn;
+use polyepo_engine::model::load_model;
+use polyepo_engine::sample::{SamplingParams, generate};
 
 use super::device::DeviceArgs;
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use polyepo::model::load_model;
-use polyepo::serve::{ServeLimits, Server};
+use polyepo::app::serve::{ServeLimits, Server};
+use polyepo_engine::model::load_model;
 
 use super::device::DeviceArgs;
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use polyepo::config::TrainConfig;
-use polyepo::train::{Event, TrainOptions, train};
+use polyepo::rl::config::TrainConfig;
+use polyepo::rl::train::{Event, TrainOptions, train};
 
 /// Arguments of `polyepo train`.
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use polyepo::config::TrainConfig;
+use polyepo::rl::config::TrainConfig;
 
 /// A run small enough for a test: tiny warm-up, 4 prompts × 4 samples per step.
 pub fn small_config() -> TrainConfig {

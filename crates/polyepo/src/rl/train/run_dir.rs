@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::error::{TrainError, TrainResult};
 use super::metrics::StepMetrics;
 use super::policy::Policy;
-use crate::atomic::write_atomic;
-use crate::config::TrainConfig;
-use crate::model::checkpoint::{export_hf, load_tensors, restore_vars, save_tensors};
-use crate::optim::AdamW;
+use crate::rl::config::TrainConfig;
+use polyepo_engine::atomic::write_atomic;
+use polyepo_engine::model::checkpoint::{export_hf, load_tensors, restore_vars, save_tensors};
+use polyepo_engine::optim::AdamW;
 
 /// How many checkpoints to keep (older ones are deleted once a newer one is complete).
 const KEEP_CHECKPOINTS: usize = 2;

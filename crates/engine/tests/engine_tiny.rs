@@ -2,9 +2,9 @@
 //! differences, the KV cache reproduces a full recompute, left padding changes nothing.
 
 use candle_core::{DType, Device, Tensor};
-use polyepo::model::batch::attention_mask;
-use polyepo::model::logprobs::{token_entropy, token_log_probs};
-use polyepo::model::{Batch, KvCache, Llama, LlamaConfig, LoraConfig};
+use polyepo_engine::model::batch::attention_mask;
+use polyepo_engine::model::logprobs::{token_entropy, token_log_probs};
+use polyepo_engine::model::{Batch, KvCache, Llama, LlamaConfig, LoraConfig};
 
 fn tiny(variant: &str) -> LlamaConfig {
     let mut cfg = LlamaConfig::tiny(50);

@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::device::{parse_device, parse_dtype};
+use polyepo_engine::model::device::{parse_device, parse_dtype};
 
 use super::error::TrainResult;
 use super::warmup;
-use crate::config::TrainConfig;
-use crate::model::chat::encode_user_turn;
-use crate::model::{Llama, NamedVar, TextTokenizer, load_model};
-use crate::tasks::{Prompt, Task};
+use crate::rl::config::TrainConfig;
+use crate::rl::tasks::{Prompt, Task};
+use polyepo_engine::model::chat::encode_user_turn;
+use polyepo_engine::model::{Llama, NamedVar, TextTokenizer, load_model};
 
 /// A model with the tensors the optimizer updates.
 pub struct Policy {
@@ -25,8 +25,8 @@ pub struct Policy {
     chat: bool,
 }
 
-fn config_error(key: &str, message: String) -> crate::train::TrainError {
-    crate::config::ConfigError {
+fn config_error(key: &str, message: String) -> crate::rl::train::TrainError {
+    crate::rl::config::ConfigError {
         origin: "config".into(),
         key: key.into(),
         message,

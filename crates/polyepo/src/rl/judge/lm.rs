@@ -18,7 +18,7 @@ use setrl::Strategy;
 
 use super::prompts;
 use super::{JudgeError, StrategyJudge};
-use crate::tasks::Prompt;
+use crate::rl::tasks::Prompt;
 
 /// What to do when the judge cannot label a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,7 +283,7 @@ impl LmJudge {
     pub fn label_group(&self, prompt: &Prompt, responses: &[String]) -> Labelled {
         let n = responses.len();
         let body = self.request_body(prompt, responses);
-        let key = format!("{:016x}", crate::tasks::strategy_id(&body.to_string()));
+        let key = format!("{:016x}", crate::rl::tasks::strategy_id(&body.to_string()));
         if let Some(ids) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             if let Ok(mut s) = self.stats.lock() {
                 s.cache_hits += 1;

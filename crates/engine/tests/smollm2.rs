@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use polyepo::model::chat::{Message, chat_prompt};
-use polyepo::model::{Batch, LoadedModel, load_model};
-use polyepo::sample::{SamplingParams, generate};
+use polyepo_engine::model::chat::{Message, chat_prompt};
+use polyepo_engine::model::{Batch, LoadedModel, load_model};
+use polyepo_engine::sample::{SamplingParams, generate};
 
 fn model_path() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -212,7 +212,7 @@ fn batched_generation_equals_one_prompt_at_a_time() {
 fn hf_export_reloads_bit_exactly() {
     let loaded = load();
     let dir = std::env::temp_dir().join(format!("polyepo-export-{}", std::process::id()));
-    polyepo::model::checkpoint::export_hf(&loaded.model, &loaded.tokenizer, &dir).unwrap();
+    polyepo_engine::model::checkpoint::export_hf(&loaded.model, &loaded.tokenizer, &dir).unwrap();
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "LlamaForCausalLM");

@@ -7,19 +7,19 @@ use thiserror::Error;
 pub enum TrainError {
     /// Bad configuration.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::rl::config::ConfigError),
     /// Model loading, saving or running failed.
     #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
+    Model(#[from] polyepo_engine::model::ModelError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// Reading task data failed.
     #[error(transparent)]
-    Data(#[from] crate::tasks::jsonl::JsonlError),
+    Data(#[from] crate::rl::tasks::jsonl::JsonlError),
     /// Labelling strategies failed.
     #[error(transparent)]
-    Judge(#[from] crate::judge::JudgeError),
+    Judge(#[from] crate::rl::judge::JudgeError),
     /// Computing advantages failed.
     #[error(transparent)]
     SetRl(#[from] setrl::SetRlError),

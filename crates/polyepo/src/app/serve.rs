@@ -14,9 +14,9 @@ use std::io::Read;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::model::chat::{Message, chat_prompt};
-use crate::model::{Llama, TextTokenizer};
-use crate::sample::{FinishReason, SamplingParams, generate};
+use polyepo_engine::model::chat::{Message, chat_prompt};
+use polyepo_engine::model::{Llama, TextTokenizer};
+use polyepo_engine::sample::{FinishReason, SamplingParams, generate};
 
 /// Limits that keep one request from taking the server down.
 #[derive(Debug, Clone)]

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use polyepo::model::checkpoint::{load_tensors, restore_vars, save_tensors};
-use polyepo::model::{Batch, Llama, LlamaConfig, LoraConfig};
-use polyepo::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
+use polyepo_engine::model::checkpoint::{load_tensors, restore_vars, save_tensors};
+use polyepo_engine::model::{Batch, Llama, LlamaConfig, LoraConfig};
+use polyepo_engine::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("polyepo-{tag}-{}", std::process::id()));

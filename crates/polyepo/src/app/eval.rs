@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use crate::judge::StrategyJudge;
-use crate::model::chat::encode_user_turn;
-use crate::model::{Llama, ModelResult, TextTokenizer};
-use crate::sample::{SamplingParams, generate};
-use crate::tasks::Task;
+use crate::rl::judge::StrategyJudge;
+use crate::rl::tasks::Task;
+use polyepo_engine::model::chat::encode_user_turn;
+use polyepo_engine::model::{Llama, ModelResult, TextTokenizer};
+use polyepo_engine::sample::{SamplingParams, generate};
 
 /// How to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ pub fn evaluate(
     }
 
     let judged: Option<Vec<Vec<Strategy>>> = judge.map(|j| {
-        let groups: Vec<(crate::tasks::Prompt, Vec<String>)> = prompts
+        let groups: Vec<(crate::rl::tasks::Prompt, Vec<String>)> = prompts
             .iter()
             .enumerate()
             .map(|(i, p)| (p.clone(), texts[i * m..(i + 1) * m].to_vec()))

@@ -8,7 +8,7 @@ pub mod prompts;
 use setrl::Strategy;
 use thiserror::Error;
 
-use crate::tasks::{Prompt, Task};
+use crate::rl::tasks::{Prompt, Task};
 
 /// Why a group could not be labelled.
 #[derive(Debug, Clone, PartialEq, Error)]

@@ -3,8 +3,8 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::model::logprobs::token_log_probs;
-use crate::model::{Batch, Llama};
+use polyepo_engine::model::logprobs::token_log_probs;
+use polyepo_engine::model::{Batch, Llama};
 
 /// Per-token log-probabilities of the responses, aligned at the right.
 #[derive(Debug)]

@@ -155,8 +155,8 @@ impl StepMetrics {
     /// Fills the judge counters from the difference of two snapshots.
     pub fn set_judge(
         &mut self,
-        before: &crate::judge::lm::JudgeStats,
-        after: &crate::judge::lm::JudgeStats,
+        before: &crate::rl::judge::lm::JudgeStats,
+        after: &crate::rl::judge::lm::JudgeStats,
     ) {
         self.judge_calls = (after.calls - before.calls) as f64;
         self.judge_retries = (after.retries - before.retries) as f64;

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use polyepo::model::checkpoint::{hf_config_json, save_tensors};
-use polyepo::model::{Llama, LlamaConfig, load_model};
+use polyepo_engine::model::checkpoint::{hf_config_json, save_tensors};
+use polyepo_engine::model::{Llama, LlamaConfig, load_model};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polyepo-err-{tag}-{}", std::process::id()));

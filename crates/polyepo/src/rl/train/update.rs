@@ -7,10 +7,10 @@ use super::error::TrainResult;
 use super::policy::Policy;
 use super::rollout::Sample;
 use super::sequences::response_log_probs;
-use crate::config::TrainConfig;
-use crate::loss::{LossInputs, ppo_loss};
-use crate::model::logprobs::token_entropy;
-use crate::optim::{AdamW, grad_norm};
+use crate::rl::config::TrainConfig;
+use crate::rl::loss::{LossInputs, ppo_loss};
+use polyepo_engine::model::logprobs::token_entropy;
+use polyepo_engine::optim::{AdamW, grad_norm};
 
 /// Averages over the step's optimizer steps.
 #[derive(Debug, Clone, Copy, Default)]

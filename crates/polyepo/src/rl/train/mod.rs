@@ -22,16 +22,16 @@ use rand_chacha::ChaCha8Rng;
 pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
-use crate::config::TrainConfig;
-use crate::judge::lm::LmJudge;
-use crate::judge::{StrategyJudge, TaskJudge};
-use crate::optim::AdamW;
-use crate::tasks::countdown::Countdown;
-use crate::tasks::digits::Digits;
-use crate::tasks::jsonl::JsonlTask;
-use crate::tasks::reach::Reach;
-use crate::tasks::{Prompt, Task};
+use crate::rl::config::TrainConfig;
+use crate::rl::judge::lm::LmJudge;
+use crate::rl::judge::{StrategyJudge, TaskJudge};
+use crate::rl::tasks::countdown::Countdown;
+use crate::rl::tasks::digits::Digits;
+use crate::rl::tasks::jsonl::JsonlTask;
+use crate::rl::tasks::reach::Reach;
+use crate::rl::tasks::{Prompt, Task};
 use policy::Policy;
+use polyepo_engine::optim::AdamW;
 use run_dir::RunDir;
 
 /// What the loop reports as it goes.

@@ -11,12 +11,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::error::{TrainError, TrainResult};
 use super::sequences::response_log_probs;
-use crate::config::TrainConfig;
-use crate::loss::{Aggregation, aggregate};
-use crate::model::checkpoint::export_hf;
-use crate::model::{Llama, LlamaConfig, TextTokenizer};
-use crate::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
-use crate::tasks::Task;
+use crate::rl::config::TrainConfig;
+use crate::rl::loss::{Aggregation, aggregate};
+use crate::rl::tasks::Task;
+use polyepo_engine::model::checkpoint::export_hf;
+use polyepo_engine::model::{Llama, LlamaConfig, TextTokenizer};
+use polyepo_engine::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
 
 /// The directory of the warmed-up base model for `cfg`, training it first if no cached
 /// copy exists.
@@ -36,7 +36,7 @@ pub fn cached_base(
     );
     let dir = cache_dir.join(format!(
         "warmup-{:016x}",
-        crate::tasks::strategy_id(&key_text)
+        crate::rl::tasks::strategy_id(&key_text)
     ));
     if dir.join("model.safetensors").exists() {
         log(format!(

@@ -7,10 +7,10 @@ use setrl::{Group, Objective, Strategy};
 
 use super::error::TrainResult;
 use super::policy::Policy;
-use crate::config::{Algorithm, AlgorithmSection, TrainConfig};
-use crate::judge::{JudgeError, StrategyJudge};
-use crate::sample::{SamplingParams, generate};
-use crate::tasks::{Prompt, Task};
+use crate::rl::config::{Algorithm, AlgorithmSection, TrainConfig};
+use crate::rl::judge::{JudgeError, StrategyJudge};
+use crate::rl::tasks::{Prompt, Task};
+use polyepo_engine::sample::{SamplingParams, generate};
 
 /// One generation with everything the update and the metrics need.
 #[derive(Debug, Clone)]

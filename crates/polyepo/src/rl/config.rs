@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::judge::lm::LmJudgeConfig;
-use crate::loss::LossConfig;
-use crate::model::LoraConfig;
-use crate::optim::{AdamWConfig, LrSchedule};
-use crate::tasks::countdown::CountdownConfig;
-use crate::tasks::digits::DigitsConfig;
-use crate::tasks::jsonl::JsonlConfig;
-use crate::tasks::reach::ReachConfig;
+use crate::rl::judge::lm::LmJudgeConfig;
+use crate::rl::loss::LossConfig;
+use crate::rl::tasks::countdown::CountdownConfig;
+use crate::rl::tasks::digits::DigitsConfig;
+use crate::rl::tasks::jsonl::JsonlConfig;
+use crate::rl::tasks::reach::ReachConfig;
+use polyepo_engine::model::LoraConfig;
+use polyepo_engine::optim::{AdamWConfig, LrSchedule};
 
 /// The advantage estimator that drives the update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -475,7 +475,7 @@ impl TrainConfig {
                 );
             }
         }
-        if let Err(m) = crate::model::device::parse_dtype(&self.model.dtype) {
+        if let Err(m) = polyepo_engine::model::device::parse_dtype(&self.model.dtype) {
             return e("model.dtype", m);
         }
         let device_ok = self.model.device == "cpu"

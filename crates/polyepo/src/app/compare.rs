@@ -9,12 +9,14 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Algorithm, TrainConfig};
-use crate::eval::{EvalReport, EvalSettings, evaluate};
-use crate::plot::{Chart, Series, save_chart};
-use crate::report::{curve, pass_curve};
-use crate::train::run_dir::read_metrics;
-use crate::train::{Event, StepMetrics, TrainError, TrainOptions, TrainResult, build_task, train};
+use crate::app::eval::{EvalReport, EvalSettings, evaluate};
+use crate::app::plot::{Chart, Series, save_chart};
+use crate::app::report::{curve, pass_curve};
+use crate::rl::config::{Algorithm, TrainConfig};
+use crate::rl::train::run_dir::read_metrics;
+use crate::rl::train::{
+    Event, StepMetrics, TrainError, TrainOptions, TrainResult, build_task, train,
+};
 
 /// One (algorithm, seed) cell of the comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,14 +166,14 @@ pub fn compare(
             }
         }
         let (device, dtype) = (
-            crate::train::policy::device_of(&cfg)?,
-            crate::train::policy::dtype_of(&cfg)?,
+            crate::rl::train::policy::device_of(&cfg)?,
+            crate::rl::train::policy::dtype_of(&cfg)?,
         );
-        let loaded = crate::model::load_model(&dir.join("final"), dtype, &device)?;
+        let loaded = polyepo_engine::model::load_model(&dir.join("final"), dtype, &device)?;
         let task = build_task(&cfg)?;
         let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), eval, None)?;
         let json = serde_json::to_vec_pretty(&report).map_err(|e| TrainError::io(&eval_path, e))?;
-        crate::atomic::write_atomic(&eval_path, &json)
+        polyepo_engine::atomic::write_atomic(&eval_path, &json)
             .map_err(|e| TrainError::io(&eval_path, e))?;
         runs.push(RunResult {
             algorithm,
@@ -204,7 +206,7 @@ pub fn compare(
     };
     let path = out.join("compare.json");
     let json = serde_json::to_vec_pretty(&comparison).map_err(|e| TrainError::io(&path, e))?;
-    crate::atomic::write_atomic(&path, &json).map_err(|e| TrainError::io(&path, e))?;
+    polyepo_engine::atomic::write_atomic(&path, &json).map_err(|e| TrainError::io(&path, e))?;
     write_report(&comparison, algorithms, seeds, out)?;
     Ok(Some(comparison))
 }
@@ -310,7 +312,7 @@ fn write_report(
         md.push_str(&format!("![{stem}]({stem}.svg)\n\n"));
     }
     let path = out.join("compare.md");
-    crate::atomic::write_atomic(&path, md.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    polyepo_engine::atomic::write_atomic(&path, md.as_bytes()).map_err(|e| TrainError::io(&path, e))
 }
 
 /// The Markdown table of a comparison.

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::eval::EvalReport;
-use crate::plot::{Chart, Series, save_chart};
-use crate::train::StepMetrics;
+use crate::app::eval::EvalReport;
+use crate::app::plot::{Chart, Series, save_chart};
+use crate::rl::train::StepMetrics;
 
 /// Moving average over a trailing window: training metrics are per-batch and noisy.
 pub fn smooth(values: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
@@ -108,7 +108,7 @@ pub fn training_report(
         md.push_str(&format!("![{stem}]({stem}.svg)\n\n"));
     }
     let path = dir.join("report.md");
-    crate::atomic::write_atomic(&path, md.as_bytes())
+    polyepo_engine::atomic::write_atomic(&path, md.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     files.push(path);
     Ok(files)
