@@ -2,7 +2,7 @@
 //! schedules.
 //!
 //! candle's own AdamW allocates several full-size tensors per parameter per step (seconds
-//! per step at 135M parameters on CPU, DESIGN.md §3). Here the moments live in plain `Vec<f32>`
+//! per step at 135M parameters on CPU, docs/design.md §3). Here the moments live in plain `Vec<f32>`
 //! and the update runs in one fused pass over (param, grad, m, v), in place on the parameter's
 //! storage through candle's `InplaceOp2`, split across cores with rayon.
 
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::NamedVar;
 
-/// AdamW hyperparameters; the defaults are the paper's (DESIGN.md §1).
+/// AdamW hyperparameters; the defaults are the paper's (docs/design.md §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamWConfig {

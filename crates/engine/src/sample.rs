@@ -2,7 +2,7 @@
 //! top-k, top-p, stop tokens and strings, a seed; returns tokens, text and per-token log-probs.
 //!
 //! The sampler runs on a detached copy of the model (fused kernels, no autograd graph), so the
-//! cache never retains a graph (DESIGN.md §3).
+//! cache never retains a graph (docs/design.md §3).
 
 use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng};

@@ -93,11 +93,19 @@ fn one_polyepo_step_raises_the_best_generation() {
     let root = temp_root("step");
     let cfg = small_config();
     let task = build_task(&cfg).unwrap();
-    let policy = Policy::build(&cfg, task.as_ref(), &root.join(".cache"), &mut |_| {}).unwrap();
+    let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
     let judge = TaskJudge::new(task.as_ref());
     let prompts = step_prompts(task.as_ref(), &cfg, 0);
-    let (samples, _) =
-        rollout::collect(&policy, task.as_ref(), Some(&judge), &prompts, &cfg, 7).unwrap();
+    let (samples, _) = rollout::collect(
+        &policy,
+        task.as_ref(),
+        Some(&judge),
+        &prompts,
+        &cfg.rollout,
+        &cfg.algorithm,
+        7,
+    )
+    .unwrap();
     let best = samples
         .iter()
         .max_by(|a, b| a.advantage.total_cmp(&b.advantage))
@@ -125,7 +133,13 @@ fn one_polyepo_step_raises_the_best_generation() {
     };
     let before = seq_log_prob(&policy);
     let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
-    update::ppo_update(&policy, &mut opt, &samples, &cfg).unwrap();
+    update::ppo_update(
+        &policy,
+        &mut opt,
+        &samples,
+        &update::UpdateSettings::of(&cfg),
+    )
+    .unwrap();
     let after = seq_log_prob(&policy);
     assert!(after > before, "log π(best) went from {before} to {after}");
     std::fs::remove_dir_all(&root).ok();
@@ -155,7 +169,7 @@ fn cli_names_bad_keys_and_missing_models() {
 fn the_digits_domain_trains_from_its_own_warm_up() {
     let root = temp_root("digits");
     let mut cfg = small_config();
-    cfg.task.kind = "digits".into();
+    cfg.task.kind = polyepo::rl::config::TaskKind::Digits;
     cfg.task.digits.train_prompts = 32;
     cfg.task.digits.eval_prompts = 8;
     cfg.run.steps = 2;

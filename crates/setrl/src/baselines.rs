@@ -1,4 +1,4 @@
-//! Per-generation advantages of the methods POLY-EPO is compared against (DESIGN.md §1).
+//! Per-generation advantages of the methods POLY-EPO is compared against (docs/design.md §1).
 
 use crate::advantages::Advantages;
 use crate::group::Group;

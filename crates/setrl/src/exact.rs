@@ -1,7 +1,7 @@
 //! Exact marginal set advantages in closed form.
 //!
 //! With all n-subsets of the N generations, A_i = E[f(S) | i ∈ S] − E[f(S)] for a uniform
-//! n-subset S (DESIGN.md §1). For the built-in objectives both expectations have closed forms,
+//! n-subset S (docs/design.md §1). For the built-in objectives both expectations have closed forms,
 //! so the cost is O(N·C + C·n) (mean: O(N), max: O(N log N)) instead of C(N, n)·n.
 
 use crate::advantages::Advantages;
@@ -104,7 +104,7 @@ fn max(group: &Group, n: usize) -> Advantages {
 
 /// Polychromatic objective f(S) = (1/n²) Σ_{j∈S} Σ_c r_j · 1[S ∩ G_c ≠ ∅].
 ///
-/// Every probability in DESIGN.md §1 depends on a cluster only through its size g_c, so the
+/// Every probability in docs/design.md §1 depends on a cluster only through its size g_c, so the
 /// sums over clusters collapse into a few per-cluster totals and each A_i costs O(1):
 /// - u_c = C(N−1−g_c, n−1) / C(N−1, n−1): given i ∈ S (i ∉ G_c), S misses G_c;
 /// - h_c = (n/N)·u_c = C(N−1−g_c, n−1) / C(N, n): j ∈ S and S misses G_c (j ∉ G_c);

@@ -63,17 +63,4 @@ impl Linear {
             Some(l) => self.weight.detach() + (l.b.detach().matmul(&l.a.detach())? * l.scale)?,
         }
     }
-
-    /// A copy whose tensors are cut from the autograd graph (sharing storage).
-    pub fn detached(&self) -> Self {
-        Self {
-            weight: self.weight.detach(),
-            bias: self.bias.as_ref().map(Tensor::detach),
-            lora: self.lora.as_ref().map(|l| LoraAdapter {
-                a: l.a.detach(),
-                b: l.b.detach(),
-                scale: l.scale,
-            }),
-        }
-    }
 }

@@ -202,42 +202,18 @@ impl Llama {
     }
 
     /// A copy cut from the autograd graph that uses fused kernels: for sampling, so the KV
-    /// cache never holds on to a graph (DESIGN.md §3). Shares weight storage with `self`,
+    /// cache never holds on to a graph (docs/design.md §3). Shares weight storage with `self`,
     /// so optimizer updates are visible without copying.
     pub fn detached(&self) -> Self {
-        let det_norm = |n: &RmsNorm| RmsNorm {
-            weight: n.weight.detach(),
-            eps: n.eps,
-        };
-        Self {
-            cfg: self.cfg.clone(),
-            embed_tokens: self.embed_tokens.detach(),
-            layers: self
-                .layers
-                .iter()
-                .map(|b| Block {
-                    input_layernorm: det_norm(&b.input_layernorm),
-                    self_attn: Attention {
-                        q_proj: b.self_attn.q_proj.detached(),
-                        k_proj: b.self_attn.k_proj.detached(),
-                        v_proj: b.self_attn.v_proj.detached(),
-                        o_proj: b.self_attn.o_proj.detached(),
-                        q_norm: b.self_attn.q_norm.as_ref().map(det_norm),
-                        k_norm: b.self_attn.k_norm.as_ref().map(det_norm),
-                    },
-                    post_attention_layernorm: det_norm(&b.post_attention_layernorm),
-                    mlp: Mlp {
-                        gate_proj: b.mlp.gate_proj.detached(),
-                        up_proj: b.mlp.up_proj.detached(),
-                        down_proj: b.mlp.down_proj.detached(),
-                    },
-                })
-                .collect(),
-            norm: det_norm(&self.norm),
-            lm_head: self.lm_head.as_ref().map(Linear::detached),
-            rotary: self.rotary.clone(),
+        let mut copy = Self {
             fused: true,
-        }
+            ..self.clone()
+        };
+        let Ok(()) = copy.visit_mut::<std::convert::Infallible>(&mut |_, t| {
+            *t = t.detach();
+            Ok(())
+        });
+        copy
     }
 
     /// Like [`Llama::detached`] but computing exactly what training computes (no fused

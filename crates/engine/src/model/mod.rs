@@ -27,5 +27,4 @@ pub mod load;
 pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
-pub mod device;
 pub mod ops;

@@ -1,5 +1,5 @@
 //! RMSNorm: our differentiable kernel for training, candle's fused kernel for sampling
-//! (candle's records no backward pass: DESIGN.md §3).
+//! (candle's records no backward pass: docs/design.md §3).
 
 use candle_core::{Result, Tensor};
 

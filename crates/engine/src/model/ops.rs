@@ -1,6 +1,6 @@
 //! Fused, differentiable kernels for the places where composed candle ops cost the most
 //! memory and time in training: the masked attention softmax, RoPE, RMSNorm and the
-//! vocabulary log-softmax. candle's own fused kernels have no backward pass (DESIGN.md §3); these carry
+//! vocabulary log-softmax. candle's own fused kernels have no backward pass (docs/design.md §3); these carry
 //! one. Each forward keeps one output tensor where the composition kept five or six, and
 //! each backward is one pass. CPU f32/f64 only; other devices and dtypes fall back to the
 //! differentiable compositions, which the tests check them against.

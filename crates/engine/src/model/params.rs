@@ -1,5 +1,8 @@
-//! Named access to every tensor of a [`Llama`] (HF names), and building one from named
-//! tensors: the single place that knows the checkpoint layout.
+//! The weight layout of a [`Llama`] in Hugging Face names, written once per module: each
+//! module `load`s its tensors by name and shape and `visit`s them in the same order, the way
+//! candle's models load themselves. Random initialisation is loading from a seeded random
+//! source, and every other walk over the weights (trainable variables, dtype casts, export,
+//! detaching for sampling) is a visit.
 
 use std::collections::HashMap;
 
@@ -10,16 +13,28 @@ use rand_distr::{Distribution, Normal};
 
 use super::config::LlamaConfig;
 use super::error::{ModelError, ModelResult};
-use super::linear::Linear;
+use super::linear::{Linear, LoraAdapter};
 use super::llama::{Attention, Block, Llama, Mlp};
 use super::norm::RmsNorm;
 use super::rope::Rotary;
 
-/// Named tensors from a checkpoint, consumed as the model takes them.
+/// Where the tensors of a model being built come from.
+#[derive(Debug)]
+enum Source {
+    /// Named tensors read from a checkpoint, consumed as the model takes them.
+    Checkpoint(HashMap<String, Tensor>),
+    /// Weights ~ N(0, 0.02²) drawn in layout order, norm gains at 1.
+    Random {
+        rng: ChaCha8Rng,
+        normal: Normal<f32>,
+    },
+}
+
+/// The tensors a model is built from, cast to one dtype on one device.
 #[derive(Debug)]
 pub struct WeightMap {
     origin: String,
-    tensors: HashMap<String, Tensor>,
+    source: Source,
     dtype: DType,
     device: Device,
 }
@@ -35,34 +50,195 @@ impl WeightMap {
     ) -> Self {
         Self {
             origin: origin.into(),
-            tensors,
+            source: Source::Checkpoint(tensors),
             dtype,
             device: device.clone(),
         }
     }
 
-    fn take_opt(&mut self, name: &str, shape: &[usize]) -> ModelResult<Option<Tensor>> {
-        let Some(t) = self.tensors.remove(name) else {
-            return Ok(None);
-        };
-        if t.dims() != shape {
-            return Err(ModelError::ShapeMismatch {
-                origin: self.origin.clone(),
-                name: name.into(),
-                expected: shape.to_vec(),
-                found: t.dims().to_vec(),
-            });
-        }
-        Ok(Some(t.to_device(&self.device)?.to_dtype(self.dtype)?))
+    /// A reproducible random initialisation in f32 from `seed`.
+    pub fn random(seed: u64, device: &Device) -> ModelResult<Self> {
+        let normal = Normal::new(0.0f32, 0.02)
+            .map_err(|e| ModelError::format("random init", e.to_string()))?;
+        Ok(Self {
+            origin: "random init".into(),
+            source: Source::Random {
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                normal,
+            },
+            dtype: DType::F32,
+            device: device.clone(),
+        })
     }
 
+    /// The tensor `name` of `shape`, checked and cast; `arch` names the architecture in the
+    /// error when a checkpoint lacks it.
     fn take(&mut self, name: &str, shape: &[usize], arch: &str) -> ModelResult<Tensor> {
-        self.take_opt(name, shape)?
-            .ok_or_else(|| ModelError::MissingTensor {
-                origin: self.origin.clone(),
-                name: name.into(),
-                arch: arch.into(),
-            })
+        let t = match &mut self.source {
+            Source::Checkpoint(tensors) => {
+                let t = tensors
+                    .remove(name)
+                    .ok_or_else(|| ModelError::MissingTensor {
+                        origin: self.origin.clone(),
+                        name: name.into(),
+                        arch: arch.into(),
+                    })?;
+                if t.dims() != shape {
+                    return Err(ModelError::ShapeMismatch {
+                        origin: self.origin.clone(),
+                        name: name.into(),
+                        expected: shape.to_vec(),
+                        found: t.dims().to_vec(),
+                    });
+                }
+                t
+            }
+            Source::Random { rng, normal } => {
+                let numel: usize = shape.iter().product();
+                let data: Vec<f32> = if name.ends_with("norm.weight") {
+                    vec![1.0; numel]
+                } else {
+                    (0..numel).map(|_| normal.sample(rng)).collect()
+                };
+                Tensor::from_vec(data, shape, &self.device)?
+            }
+        };
+        Ok(t.to_device(&self.device)?.to_dtype(self.dtype)?)
+    }
+}
+
+/// A visitor over named tensors: what every walk of the weights is written as.
+pub type Visitor<'a, E> = dyn FnMut(&str, &mut Tensor) -> Result<(), E> + 'a;
+
+impl Linear {
+    fn load(
+        w: &mut WeightMap,
+        name: &str,
+        (out, inp): (usize, usize),
+        bias: bool,
+        arch: &str,
+    ) -> ModelResult<Self> {
+        let weight = w.take(&format!("{name}.weight"), &[out, inp], arch)?;
+        let bias = if bias {
+            Some(w.take(&format!("{name}.bias"), &[out], arch)?)
+        } else {
+            None
+        };
+        Ok(Linear::new(weight, bias))
+    }
+
+    fn visit<E>(&mut self, name: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
+        f(&format!("{name}.weight"), &mut self.weight)?;
+        if let Some(b) = &mut self.bias {
+            f(&format!("{name}.bias"), b)?;
+        }
+        if let Some(LoraAdapter { a, b, .. }) = &mut self.lora {
+            f(&format!("{name}.lora_A.weight"), a)?;
+            f(&format!("{name}.lora_B.weight"), b)?;
+        }
+        Ok(())
+    }
+}
+
+impl RmsNorm {
+    fn load(w: &mut WeightMap, name: &str, dim: usize, cfg: &LlamaConfig) -> ModelResult<Self> {
+        Ok(RmsNorm {
+            weight: w.take(&format!("{name}.weight"), &[dim], &cfg.architecture)?,
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    fn visit<E>(&mut self, name: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
+        f(&format!("{name}.weight"), &mut self.weight)
+    }
+}
+
+impl Attention {
+    fn load(w: &mut WeightMap, p: &str, cfg: &LlamaConfig) -> ModelResult<Self> {
+        let (d, dh, arch) = (cfg.hidden_size, cfg.head_dim, cfg.architecture.as_str());
+        let (q, kv) = (cfg.num_attention_heads * dh, cfg.num_key_value_heads * dh);
+        let bias = cfg.attention_bias;
+        let q_proj = Linear::load(w, &format!("{p}.q_proj"), (q, d), bias, arch)?;
+        let k_proj = Linear::load(w, &format!("{p}.k_proj"), (kv, d), bias, arch)?;
+        let v_proj = Linear::load(w, &format!("{p}.v_proj"), (kv, d), bias, arch)?;
+        let o_proj = Linear::load(w, &format!("{p}.o_proj"), (d, q), false, arch)?;
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(RmsNorm::load(w, &format!("{p}.q_norm"), dh, cfg)?),
+                Some(RmsNorm::load(w, &format!("{p}.k_norm"), dh, cfg)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            q_norm,
+            k_norm,
+        })
+    }
+
+    fn visit<E>(&mut self, p: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
+        for (n, l) in self.linears_mut() {
+            l.visit(&format!("{p}.{n}"), f)?;
+        }
+        if let Some(n) = &mut self.q_norm {
+            n.visit(&format!("{p}.q_norm"), f)?;
+        }
+        if let Some(n) = &mut self.k_norm {
+            n.visit(&format!("{p}.k_norm"), f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Mlp {
+    fn load(w: &mut WeightMap, p: &str, cfg: &LlamaConfig) -> ModelResult<Self> {
+        let (d, ff, arch) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.architecture.as_str(),
+        );
+        Ok(Self {
+            gate_proj: Linear::load(w, &format!("{p}.gate_proj"), (ff, d), false, arch)?,
+            up_proj: Linear::load(w, &format!("{p}.up_proj"), (ff, d), false, arch)?,
+            down_proj: Linear::load(w, &format!("{p}.down_proj"), (d, ff), false, arch)?,
+        })
+    }
+
+    fn visit<E>(&mut self, p: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
+        for (n, l) in self.linears_mut() {
+            l.visit(&format!("{p}.{n}"), f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    fn load(w: &mut WeightMap, p: &str, cfg: &LlamaConfig) -> ModelResult<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self {
+            input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), d, cfg)?,
+            self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg)?,
+            post_attention_layernorm: RmsNorm::load(
+                w,
+                &format!("{p}.post_attention_layernorm"),
+                d,
+                cfg,
+            )?,
+            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg)?,
+        })
+    }
+
+    fn visit<E>(&mut self, p: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
+        self.input_layernorm
+            .visit(&format!("{p}.input_layernorm"), f)?;
+        self.self_attn.visit(&format!("{p}.self_attn"), f)?;
+        self.post_attention_layernorm
+            .visit(&format!("{p}.post_attention_layernorm"), f)?;
+        self.mlp.visit(&format!("{p}.mlp"), f)
     }
 }
 
@@ -71,100 +247,29 @@ impl Llama {
     pub fn from_weights(cfg: LlamaConfig, mut w: WeightMap) -> ModelResult<Self> {
         cfg.validate(&w.origin)
             .map_err(|m| ModelError::format(&w.origin, m))?;
-        let arch = cfg.architecture.clone();
-        let (d, h, kv, dh, ff, v) = (
-            cfg.hidden_size,
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-            cfg.intermediate_size,
-            cfg.vocab_size,
-        );
-        let linear = |w: &mut WeightMap,
-                      name: &str,
-                      out: usize,
-                      inp: usize,
-                      bias: bool|
-         -> ModelResult<Linear> {
-            let weight = w.take(&format!("{name}.weight"), &[out, inp], &arch)?;
-            let bias = if bias {
-                Some(w.take(&format!("{name}.bias"), &[out], &arch)?)
-            } else {
-                None
-            };
-            Ok(Linear::new(weight, bias))
-        };
-        let norm = |w: &mut WeightMap, name: &str, dim: usize| -> ModelResult<RmsNorm> {
-            Ok(RmsNorm {
-                weight: w.take(&format!("{name}.weight"), &[dim], &cfg.architecture)?,
-                eps: cfg.rms_norm_eps,
-            })
-        };
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
         let embed_tokens = w.take("model.embed_tokens.weight", &[v, d], &cfg.architecture)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let qkv_bias = cfg.attention_bias;
-            layers.push(Block {
-                input_layernorm: norm(&mut w, &format!("{p}.input_layernorm"), d)?,
-                self_attn: Attention {
-                    q_proj: linear(
-                        &mut w,
-                        &format!("{p}.self_attn.q_proj"),
-                        h * dh,
-                        d,
-                        qkv_bias,
-                    )?,
-                    k_proj: linear(
-                        &mut w,
-                        &format!("{p}.self_attn.k_proj"),
-                        kv * dh,
-                        d,
-                        qkv_bias,
-                    )?,
-                    v_proj: linear(
-                        &mut w,
-                        &format!("{p}.self_attn.v_proj"),
-                        kv * dh,
-                        d,
-                        qkv_bias,
-                    )?,
-                    o_proj: linear(&mut w, &format!("{p}.self_attn.o_proj"), d, h * dh, false)?,
-                    q_norm: if cfg.qk_norm {
-                        Some(norm(&mut w, &format!("{p}.self_attn.q_norm"), dh)?)
-                    } else {
-                        None
-                    },
-                    k_norm: if cfg.qk_norm {
-                        Some(norm(&mut w, &format!("{p}.self_attn.k_norm"), dh)?)
-                    } else {
-                        None
-                    },
-                },
-                post_attention_layernorm: norm(
-                    &mut w,
-                    &format!("{p}.post_attention_layernorm"),
-                    d,
-                )?,
-                mlp: Mlp {
-                    gate_proj: linear(&mut w, &format!("{p}.mlp.gate_proj"), ff, d, false)?,
-                    up_proj: linear(&mut w, &format!("{p}.mlp.up_proj"), ff, d, false)?,
-                    down_proj: linear(&mut w, &format!("{p}.mlp.down_proj"), d, ff, false)?,
-                },
-            });
-        }
-        let norm_f = norm(&mut w, "model.norm", d)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Block::load(&mut w, &format!("model.layers.{i}"), &cfg))
+            .collect::<ModelResult<Vec<_>>>()?;
+        let norm = RmsNorm::load(&mut w, "model.norm", d, &cfg)?;
         let lm_head = if cfg.tie_word_embeddings {
             None
         } else {
-            Some(linear(&mut w, "lm_head", v, d, false)?)
+            Some(Linear::load(
+                &mut w,
+                "lm_head",
+                (v, d),
+                false,
+                &cfg.architecture,
+            )?)
         };
         let rotary = Rotary::new(&cfg, w.dtype, &w.device)?;
         Ok(Self {
             cfg,
             embed_tokens,
             layers,
-            norm: norm_f,
+            norm,
             lm_head,
             rotary,
             fused: false,
@@ -174,73 +279,19 @@ impl Llama {
     /// A randomly initialised model (weights ~ N(0, 0.02²), norms at 1), reproducible from
     /// `seed`: for tests and for the small synthetic-task policy.
     pub fn random(cfg: LlamaConfig, seed: u64, device: &Device) -> ModelResult<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, 0.02)
-            .map_err(|e| ModelError::format("random init", e.to_string()))?;
-        let mut tensors = HashMap::new();
-        for (name, shape) in tensor_shapes(&cfg) {
-            let numel: usize = shape.iter().product();
-            let data: Vec<f32> = if name.ends_with("norm.weight") {
-                vec![1.0; numel]
-            } else {
-                (0..numel).map(|_| normal.sample(&mut rng)).collect()
-            };
-            tensors.insert(name, Tensor::from_vec(data, shape, device)?);
-        }
-        Self::from_weights(
-            cfg,
-            WeightMap::new("random init", tensors, DType::F32, device),
-        )
+        Self::from_weights(cfg, WeightMap::random(seed, device)?)
     }
 
     /// Visits every tensor with its HF name (LoRA adapters as `<layer>.lora_A.weight` /
-    /// `.lora_B.weight`), mutably, in a fixed order.
-    pub fn visit_mut(
-        &mut self,
-        f: &mut dyn FnMut(&str, &mut Tensor) -> ModelResult<()>,
-    ) -> ModelResult<()> {
-        fn lin(
-            f: &mut dyn FnMut(&str, &mut Tensor) -> ModelResult<()>,
-            name: &str,
-            l: &mut Linear,
-        ) -> ModelResult<()> {
-            f(&format!("{name}.weight"), &mut l.weight)?;
-            if let Some(b) = &mut l.bias {
-                f(&format!("{name}.bias"), b)?;
-            }
-            if let Some(lora) = &mut l.lora {
-                f(&format!("{name}.lora_A.weight"), &mut lora.a)?;
-                f(&format!("{name}.lora_B.weight"), &mut lora.b)?;
-            }
-            Ok(())
-        }
+    /// `.lora_B.weight`), mutably, in the order they are loaded.
+    pub fn visit_mut<E>(&mut self, f: &mut Visitor<'_, E>) -> Result<(), E> {
         f("model.embed_tokens.weight", &mut self.embed_tokens)?;
         for (i, b) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            f(
-                &format!("{p}.input_layernorm.weight"),
-                &mut b.input_layernorm.weight,
-            )?;
-            for (n, l) in b.self_attn.linears_mut() {
-                lin(f, &format!("{p}.self_attn.{n}"), l)?;
-            }
-            if let Some(n) = &mut b.self_attn.q_norm {
-                f(&format!("{p}.self_attn.q_norm.weight"), &mut n.weight)?;
-            }
-            if let Some(n) = &mut b.self_attn.k_norm {
-                f(&format!("{p}.self_attn.k_norm.weight"), &mut n.weight)?;
-            }
-            f(
-                &format!("{p}.post_attention_layernorm.weight"),
-                &mut b.post_attention_layernorm.weight,
-            )?;
-            for (n, l) in b.mlp.linears_mut() {
-                lin(f, &format!("{p}.mlp.{n}"), l)?;
-            }
+            b.visit(&format!("model.layers.{i}"), f)?;
         }
-        f("model.norm.weight", &mut self.norm.weight)?;
+        self.norm.visit("model.norm", f)?;
         if let Some(head) = &mut self.lm_head {
-            lin(f, "lm_head", head)?;
+            head.visit("lm_head", f)?;
         }
         Ok(())
     }
@@ -248,8 +299,7 @@ impl Llama {
     /// Every tensor with its HF name (cheap clones sharing storage).
     pub fn named_tensors(&mut self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        // The closure never fails, so neither does the visit.
-        let _ = self.visit_mut(&mut |n, t| {
+        let Ok(()) = self.visit_mut::<std::convert::Infallible>(&mut |n, t| {
             out.push((n.to_owned(), t.clone()));
             Ok(())
         });
@@ -284,49 +334,4 @@ impl Mlp {
             ("down_proj", &mut self.down_proj),
         ]
     }
-}
-
-/// Every base tensor `cfg` implies, with its shape, in HF naming.
-pub fn tensor_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, h, kv, dh, ff, v) = (
-        cfg.hidden_size,
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.head_dim,
-        cfg.intermediate_size,
-        cfg.vocab_size,
-    );
-    let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![v, d])];
-    for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        for (n, o, inp) in [
-            ("q_proj", h * dh, d),
-            ("k_proj", kv * dh, d),
-            ("v_proj", kv * dh, d),
-            ("o_proj", d, h * dh),
-        ] {
-            out.push((format!("{p}.self_attn.{n}.weight"), vec![o, inp]));
-            if cfg.attention_bias && n != "o_proj" {
-                out.push((format!("{p}.self_attn.{n}.bias"), vec![o]));
-            }
-        }
-        if cfg.qk_norm {
-            out.push((format!("{p}.self_attn.q_norm.weight"), vec![dh]));
-            out.push((format!("{p}.self_attn.k_norm.weight"), vec![dh]));
-        }
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        for (n, o, inp) in [
-            ("gate_proj", ff, d),
-            ("up_proj", ff, d),
-            ("down_proj", d, ff),
-        ] {
-            out.push((format!("{p}.mlp.{n}.weight"), vec![o, inp]));
-        }
-    }
-    out.push(("model.norm.weight".to_owned(), vec![d]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_owned(), vec![v, d]));
-    }
-    out
 }

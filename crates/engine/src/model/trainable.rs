@@ -53,7 +53,7 @@ impl Llama {
     /// copied once into variables that the model then uses.
     pub fn train_all(&mut self) -> ModelResult<Vec<NamedVar>> {
         let mut vars = Vec::new();
-        self.visit_mut(&mut |name, t| {
+        self.visit_mut::<ModelError>(&mut |name, t| {
             let var = Var::from_tensor(t)?;
             *t = var.as_tensor().clone();
             vars.push((name.to_owned(), var));
@@ -157,7 +157,7 @@ impl Llama {
 
     /// Casts every weight to `dtype` (detaching it).
     pub fn to_dtype(&mut self, dtype: DType) -> ModelResult<()> {
-        self.visit_mut(&mut |_, t| {
+        self.visit_mut::<ModelError>(&mut |_, t| {
             *t = t.detach().to_dtype(dtype)?;
             Ok(())
         })?;

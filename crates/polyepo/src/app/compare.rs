@@ -13,7 +13,7 @@ use crate::app::eval::{EvalReport, EvalSettings, evaluate};
 use crate::app::plot::{Chart, Series, save_chart};
 use crate::app::report::{curve, pass_curve};
 use crate::rl::config::{Algorithm, TrainConfig};
-use crate::rl::train::run_dir::read_metrics;
+use crate::rl::train::run_dir::{RunDir, read_metrics};
 use crate::rl::train::{
     Event, StepMetrics, TrainError, TrainOptions, TrainResult, build_task, train,
 };
@@ -80,16 +80,9 @@ fn spread(values: &[f64]) -> Spread {
     }
 }
 
-fn algo_name(a: Algorithm) -> String {
-    serde_json::to_string(&a)
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_owned()
-}
-
 /// The directory of one run of the comparison.
 pub fn run_dir(out: &Path, algorithm: Algorithm, seed: u64) -> PathBuf {
-    out.join(format!("{}-seed{seed}", algo_name(algorithm)))
+    out.join(format!("{}-seed{seed}", algorithm.name()))
 }
 
 /// Progress of a comparison.
@@ -132,16 +125,20 @@ pub fn compare(
             total: plan.len(),
             dir: &dir,
         });
-        let eval_path = dir.join("eval.json");
-        if let Ok(text) = std::fs::read_to_string(&eval_path) {
-            if let Ok(report) = serde_json::from_str::<EvalReport>(&text) {
-                runs.push(RunResult {
-                    algorithm,
-                    seed,
-                    eval: report,
-                });
-                continue;
-            }
+        let run = RunDir::at(&dir);
+        let eval_path = run.eval_path();
+        // A stored evaluation counts only if it was made with these settings.
+        let stored = std::fs::read_to_string(&eval_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok())
+            .filter(|report| report.settings.as_ref() == Some(eval));
+        if let Some(report) = stored {
+            runs.push(RunResult {
+                algorithm,
+                seed,
+                eval: report,
+            });
+            continue;
         }
         let mut cfg = base.clone();
         cfg.algorithm.name = algorithm;
@@ -150,8 +147,8 @@ pub fn compare(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !dir.join("final").join("model.safetensors").exists() {
-            let resume = dir.join("checkpoints").join("latest").exists();
+        if !run.is_finished() {
+            let resume = run.latest_checkpoint().is_some();
             let summary = train(
                 &cfg,
                 &dir,
@@ -165,11 +162,9 @@ pub fn compare(
                 return Ok(None);
             }
         }
-        let (device, dtype) = (
-            crate::rl::train::policy::device_of(&cfg)?,
-            crate::rl::train::policy::dtype_of(&cfg)?,
-        );
-        let loaded = polyepo_engine::model::load_model(&dir.join("final"), dtype, &device)?;
+        let device = crate::rl::train::policy::open_device(cfg.model.device)?;
+        let loaded =
+            polyepo_engine::model::load_model(&run.final_model(), cfg.model.dtype.into(), &device)?;
         let task = build_task(&cfg)?;
         let report = evaluate(&loaded.model, &loaded.tokenizer, task.as_ref(), eval, None)?;
         let json = serde_json::to_vec_pretty(&report).map_err(|e| TrainError::io(&eval_path, e))?;
@@ -242,7 +237,7 @@ fn write_report(
             .map(|r| pass_curve(&r.eval))
             .collect();
         pass.push(Series {
-            name: algo_name(a),
+            name: a.to_string(),
             points: mean_curve(&evals),
         });
         let metrics: Vec<Vec<StepMetrics>> = seeds
@@ -253,11 +248,11 @@ fn write_report(
             mean_curve(&metrics.iter().map(|m| curve(m, f)).collect::<Vec<_>>())
         };
         strategies.push(Series {
-            name: algo_name(a),
+            name: a.to_string(),
             points: of(|m| m.clusters_correct),
         });
         reward.push(Series {
-            name: algo_name(a),
+            name: a.to_string(),
             points: of(|m| m.reward_mean),
         });
     }
@@ -325,7 +320,7 @@ pub fn summary_table(c: &Comparison) -> String {
     for s in &c.summary {
         t.push_str(&format!(
             "| {} | {} | {} | {} | {:.1} ± {:.1} | {} |\n",
-            algo_name(s.algorithm),
+            Algorithm::name(s.algorithm),
             f(s.pass_at_1),
             f(s.pass_at_max_k),
             f(s.correct_strategies_per_prompt),

@@ -75,6 +75,10 @@ pub struct EvalReport {
     pub degenerate_fraction: f64,
     /// The 50 most frequent strategies.
     pub histogram: Vec<StrategyCount>,
+    /// The settings the evaluation was made with, so that a stored report is reused only
+    /// for the same settings (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub settings: Option<EvalSettings>,
 }
 
 impl EvalReport {
@@ -200,5 +204,6 @@ pub fn evaluate(
         pooled_correct_strategies: pooled.len(),
         degenerate_fraction: degenerate as f64 / (n * m as f64),
         histogram: hist,
+        settings: Some(settings.clone()),
     })
 }

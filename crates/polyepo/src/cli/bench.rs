@@ -55,7 +55,7 @@ pub fn peak_rss_gib() -> f64 {
 /// Runs the selected measurements and prints one line each.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = args.device.device()?;
-    let mut loaded = load_model(&args.model, args.device.dtype()?, &device)
+    let mut loaded = load_model(&args.model, args.device.dtype(), &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let params = loaded.model.num_parameters();
     println!(

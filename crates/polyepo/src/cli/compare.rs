@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polyepo::app::compare::{CompareEvent, compare, summary_table};
@@ -22,8 +22,13 @@ pub struct CompareArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Algorithms to compare.
-    #[arg(long, value_delimiter = ',', default_value = "polyepo,grpo")]
-    pub algos: Vec<String>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "polyepo,grpo"
+    )]
+    pub algos: Vec<Algorithm>,
     /// Seeds per algorithm (0, 1, ..., S−1).
     #[arg(long, default_value_t = 2)]
     pub seeds: u64,
@@ -41,11 +46,7 @@ pub struct CompareArgs {
 /// Runs the plan with one progress bar over every step of every run.
 pub fn run(args: &CompareArgs) -> Result<()> {
     let cfg = TrainConfig::load(args.config.as_deref(), &args.set)?;
-    let algos: Vec<Algorithm> = args
-        .algos
-        .iter()
-        .map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).with_context(|| format!("--algos: unknown algorithm `{a}` (use polyepo, setrl-mean, setrl-max, grpo, drgrpo, diversity-bonus)")))
-        .collect::<Result<_>>()?;
+    let algos = &args.algos;
     let seeds: Vec<u64> = (0..args.seeds.max(1)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -59,7 +60,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let steps = cfg.run.steps;
     eprintln!(
         "polyepo compare: {} × {} seeds × {steps} steps → {}",
-        args.algos.join(","),
+        algos.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
         seeds.len(),
         args.out.display()
     );
@@ -106,7 +107,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         max_new_tokens: cfg.rollout.max_new_tokens,
         ..EvalSettings::default()
     };
-    let result = compare(&cfg, &algos, &seeds, &args.out, &eval, stop, &mut on_event)?;
+    let result = compare(&cfg, algos, &seeds, &args.out, &eval, stop, &mut on_event)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -3,27 +3,27 @@
 use anyhow::Result;
 use candle_core::{DType, Device};
 use clap::Args;
-use polyepo_engine::model::device::{parse_device, parse_dtype};
+use polyepo::rl::config::{DTypeSpec, DeviceSpec};
 
 /// `--device` and `--dtype`.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
     /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Weight and compute dtype: f32, bf16 or f16 (f32 is fastest on CPU).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+    pub device: DeviceSpec,
+    /// Weight and compute dtype (f32 is the fastest on CPU).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeSpec,
 }
 
 impl DeviceArgs {
-    /// The candle device.
+    /// The candle device, opened.
     pub fn device(&self) -> Result<Device> {
-        parse_device(&self.device).map_err(anyhow::Error::msg)
+        self.device.open().map_err(anyhow::Error::msg)
     }
 
     /// The candle dtype.
-    pub fn dtype(&self) -> Result<DType> {
-        parse_dtype(&self.dtype).map_err(anyhow::Error::msg)
+    pub fn dtype(&self) -> DType {
+        self.dtype.into()
     }
 }

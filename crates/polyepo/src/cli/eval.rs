@@ -8,10 +8,11 @@ use clap::Args;
 use polyepo::app::eval::{EvalSettings, evaluate};
 use polyepo::app::plot::{Chart, Series, save_chart};
 use polyepo::app::report::pass_curve;
-use polyepo::rl::config::TrainConfig;
+use polyepo::rl::config::{TaskKind, TrainConfig};
 use polyepo::rl::judge::StrategyJudge;
 use polyepo::rl::judge::lm::{LmJudge, LmJudgeConfig};
 use polyepo::rl::train::build_task;
+use polyepo::rl::train::run_dir::RunDir;
 use polyepo_engine::model::load_model;
 
 use super::device::DeviceArgs;
@@ -22,9 +23,9 @@ pub struct EvalArgs {
     /// A run directory (its `final/` model and its task) or a model (HF directory or .gguf).
     #[arg(long)]
     pub model: PathBuf,
-    /// Built-in task to evaluate on (`reach`, `digits`); default: the run's task, or reach.
-    #[arg(long)]
-    pub task: Option<String>,
+    /// Built-in task to evaluate on; default: the run's task, or the default config's (reach).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskKind>,
     /// Training config whose task to use (for a model that is not a run directory).
     #[arg(long, conflicts_with = "task")]
     pub config: Option<PathBuf>,
@@ -62,23 +63,24 @@ pub struct EvalArgs {
 
 /// Evaluates, prints a table, writes eval.json and the pass@k chart.
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let is_run = args.model.join("config.toml").exists() && args.model.join("final").exists();
-    let (model_path, mut cfg) = if is_run {
-        (
-            args.model.join("final"),
-            TrainConfig::load(Some(&args.model.join("config.toml")), &[])?,
-        )
-    } else {
-        (
+    let run = RunDir::detect(&args.model);
+    let (model_path, mut cfg) = match &run {
+        Some(run) => (
+            run.finished_model()?,
+            TrainConfig::load(Some(&run.config_path()), &[])?,
+        ),
+        None => (
             args.model.clone(),
-            TrainConfig::load(args.config.as_deref(), &[]).unwrap_or_default(),
-        )
+            TrainConfig::load(args.config.as_deref(), &[])?,
+        ),
     };
-    if let Some(kind) = &args.task {
-        cfg.task.kind = kind.clone();
+    if let Some(kind) = args.task {
+        cfg.task.kind = kind;
+        // The run's own settings were validated for its task, not this one.
+        cfg.validate(&format!("--task {kind}"))?;
     }
     let task = build_task(&cfg)?;
-    let loaded = load_model(&model_path, args.device.dtype()?, &args.device.device()?)
+    let loaded = load_model(&model_path, args.device.dtype(), &args.device.device()?)
         .with_context(|| format!("loading {}", model_path.display()))?;
     let settings = EvalSettings {
         samples: args.samples,
@@ -140,12 +142,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         report.degenerate_fraction
     );
 
-    let out = args.out.clone().unwrap_or_else(|| {
-        if is_run {
-            args.model.join("eval.json")
-        } else {
-            PathBuf::from("eval.json")
-        }
+    let out = args.out.clone().unwrap_or_else(|| match &run {
+        Some(run) => run.eval_path(),
+        None => PathBuf::from("eval.json"),
     });
     polyepo_engine::atomic::write_atomic(&out, &serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", out.display()))?;

@@ -54,7 +54,7 @@ pub struct SampleArgs {
 /// Loads the model, generates, prints generations and throughput.
 pub fn run(args: &SampleArgs) -> Result<()> {
     let device = args.device.device()?;
-    let loaded = load_model(&args.model, args.device.dtype()?, &device)
+    let loaded = load_model(&args.model, args.device.dtype(), &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let prompt = encode_user_turn(&loaded.tokenizer, &args.prompt, args.chat)?;
     let params = SamplingParams {

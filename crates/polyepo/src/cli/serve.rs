@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use polyepo::app::serve::{ServeLimits, Server};
+use polyepo::rl::train::run_dir::RunDir;
 use polyepo_engine::model::load_model;
 
 use super::device::DeviceArgs;
@@ -36,12 +37,11 @@ pub struct ServeArgs {
 
 /// Loads the model and serves until killed.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let path = if args.model.join("final").join("config.json").exists() {
-        args.model.join("final")
-    } else {
-        args.model.clone()
+    let path = match RunDir::detect(&args.model) {
+        Some(run) => run.finished_model()?,
+        None => args.model.clone(),
     };
-    let loaded = load_model(&path, args.device.dtype()?, &args.device.device()?)
+    let loaded = load_model(&path, args.device.dtype(), &args.device.device()?)
         .with_context(|| format!("loading {}", path.display()))?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.model

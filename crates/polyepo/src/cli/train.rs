@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polyepo::rl::config::TrainConfig;
+use polyepo::rl::train::run_dir::RunDir;
 use polyepo::rl::train::{Event, TrainOptions, train};
 
 /// Arguments of `polyepo train`.
@@ -42,7 +43,7 @@ pub fn print_config() -> Result<()> {
 pub fn run(args: &TrainArgs) -> Result<()> {
     let (cfg, run_dir) = match &args.resume {
         Some(dir) => {
-            let cfg = TrainConfig::load(Some(&dir.join("config.toml")), &args.set)?;
+            let cfg = TrainConfig::load(Some(&RunDir::at(dir).config_path()), &args.set)?;
             (cfg, dir.clone())
         }
         None => {
@@ -132,7 +133,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         },
         summary.steps,
         started.elapsed().as_secs_f64(),
-        summary.run_dir.join("metrics.jsonl").display(),
+        RunDir::at(&summary.run_dir).metrics_path().display(),
         summary.final_model.display()
     );
     Ok(())

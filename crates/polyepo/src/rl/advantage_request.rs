@@ -2,48 +2,21 @@
 //! validated into something [`setrl`] can compute.
 
 use serde::{Deserialize, Serialize};
-use setrl::{Advantages, Group, Objective, Strategy};
+use setrl::{Advantages, Group, Strategy};
+
+use crate::rl::config::{Algorithm, EstimatorKind, MethodSpec};
 use thiserror::Error;
 
 /// Sets per generation for the sampled estimator when a request does not say.
 pub const DEFAULT_SAMPLED_SETS: usize = 16;
 
-/// Which advantage to compute: a set objective or a per-generation baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ObjectiveName {
-    /// Set RL with the polychromatic objective (POLY-EPO).
-    Polychromatic,
-    /// Set RL with the mean objective.
-    Mean,
-    /// Set RL with the max objective (pass@n).
-    Max,
-    /// GRPO's std-normalised advantage.
-    Grpo,
-    /// Dr.GRPO's mean-centred advantage.
-    Drgrpo,
-    /// Reward plus λ × diversity, mean-centred.
-    DiversityBonus,
-}
-
-/// How to average over sets (set objectives only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EstimatorName {
-    /// Closed form over all n-subsets.
-    Exact,
-    /// Visit all n-subsets.
-    Enumerate,
-    /// K sampled sets per generation.
-    Sampled,
-}
-
 /// One input line, exactly as users write it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvantageRequest {
-    /// Objective or baseline.
-    pub objective: ObjectiveName,
+    /// Objective or baseline: `polychromatic` (= `polyepo`), `mean`, `max`, `grpo`,
+    /// `drgrpo` or `diversity-bonus`.
+    pub objective: Algorithm,
     /// One finite reward per generation.
     pub rewards: Vec<f64>,
     /// One cluster id per generation, `null` = degenerate; optional where ignored.
@@ -54,7 +27,7 @@ pub struct AdvantageRequest {
     pub set_size: Option<usize>,
     /// Estimator (set objectives); exact by default.
     #[serde(default)]
-    pub estimator: Option<EstimatorName>,
+    pub estimator: Option<EstimatorKind>,
     /// Sets per generation for the sampled estimator.
     #[serde(default)]
     pub sets: Option<usize>,
@@ -135,46 +108,53 @@ impl AdvantageRequest {
     /// Validates the request and computes its advantages.
     pub fn compute(&self, options: RequestOptions) -> Result<AdvantageReply, RequestError> {
         let group = self.group(options)?;
-        let set_objective = match self.objective {
-            ObjectiveName::Polychromatic => Objective::Polychromatic,
-            ObjectiveName::Mean => Objective::Mean,
-            ObjectiveName::Max => Objective::Max,
-            ObjectiveName::Grpo => return Ok(setrl::grpo(&group).into()),
-            ObjectiveName::Drgrpo => return Ok(setrl::drgrpo(&group).into()),
-            ObjectiveName::DiversityBonus => {
-                let lambda = self.lambda.ok_or_else(|| {
-                    RequestError::new("lambda", "diversity-bonus needs λ, e.g. \"lambda\": 0.5")
-                })?;
-                if !lambda.is_finite() {
-                    return Err(RequestError::new("lambda", "λ must be a finite number"));
-                }
-                return Ok(setrl::diversity_bonus(&group, lambda).into());
+        let algorithm = self.objective;
+        let lambda = match (algorithm, self.lambda) {
+            (Algorithm::DiversityBonus, None) => {
+                return Err(RequestError::new(
+                    "lambda",
+                    "diversity-bonus needs λ, e.g. \"lambda\": 0.5",
+                ));
             }
+            (_, Some(l)) if !l.is_finite() => {
+                return Err(RequestError::new("lambda", "λ must be a finite number"));
+            }
+            (_, l) => l.unwrap_or(0.0),
         };
-        let n = self.set_size.ok_or_else(|| {
-            RequestError::new(
-                "set_size",
-                "set objectives need the set size n, e.g. \"set_size\": 4",
-            )
+        let set_size = match (algorithm.is_set_rl(), self.set_size) {
+            (true, None) => {
+                return Err(RequestError::new(
+                    "set_size",
+                    "set objectives need the set size n, e.g. \"set_size\": 4",
+                ));
+            }
+            (_, n) => n.unwrap_or(0),
+        };
+        let sets = self.sets.unwrap_or(DEFAULT_SAMPLED_SETS);
+        let estimator = self.estimator.unwrap_or(EstimatorKind::Exact);
+        if estimator == EstimatorKind::Sampled && sets == 0 {
+            return Err(RequestError::new(
+                "sets",
+                "the sampled estimator needs at least 1 set per generation",
+            ));
+        }
+        let method = MethodSpec {
+            algorithm,
+            set_size,
+            estimator,
+            sets,
+            seed: self.seed.unwrap_or(0),
+            lambda,
+            max_sets: options.max_sets,
+        }
+        .method();
+        let advantages = method.compute(&group).map_err(|e| {
+            let field = match e {
+                setrl::SetRlError::TooManySampledSets { .. } => "sets",
+                _ => "set_size",
+            };
+            RequestError::new(field, e.to_string())
         })?;
-        let set_error = |e: setrl::SetRlError| RequestError::new("set_size", e.to_string());
-        let advantages = match self.estimator.unwrap_or(EstimatorName::Exact) {
-            EstimatorName::Exact => set_objective.exact(&group, n).map_err(set_error)?,
-            EstimatorName::Enumerate => {
-                setrl::enumerate(&set_objective, &group, n, options.max_sets).map_err(set_error)?
-            }
-            EstimatorName::Sampled => {
-                let sets = self.sets.unwrap_or(DEFAULT_SAMPLED_SETS);
-                if sets == 0 {
-                    return Err(RequestError::new(
-                        "sets",
-                        "the sampled estimator needs at least 1 set per generation",
-                    ));
-                }
-                setrl::sampled(&set_objective, &group, n, sets, self.seed.unwrap_or(0))
-                    .map_err(set_error)?
-            }
-        };
         Ok(advantages.into())
     }
 
@@ -185,10 +165,7 @@ impl AdvantageRequest {
                 "the group is empty: give at least one reward",
             ));
         }
-        let needs_clusters = matches!(
-            self.objective,
-            ObjectiveName::Polychromatic | ObjectiveName::DiversityBonus
-        );
+        let needs_clusters = self.objective.needs_labels();
         let strategies = match &self.clusters {
             Some(clusters) => {
                 if clusters.len() != self.rewards.len() {

@@ -28,7 +28,7 @@ pub enum KlEstimator {
     K3,
 }
 
-/// Loss hyperparameters; defaults are the paper's (DESIGN.md §1).
+/// Loss hyperparameters; defaults are the paper's (docs/design.md §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {

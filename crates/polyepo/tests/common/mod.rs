@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
+use std::path::Path;
+
 use polyepo::rl::config::TrainConfig;
+use polyepo::rl::tasks::Task;
+use polyepo::rl::train::policy::Policy;
+use polyepo::rl::train::warmup;
 
 /// A run small enough for a test: tiny warm-up, 4 prompts × 4 samples per step.
 pub fn small_config() -> TrainConfig {
@@ -30,4 +35,17 @@ pub fn temp_root(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The trainer's starting policy for `cfg` (tiny model): the cached warm-up, made trainable.
+pub fn warmed_up_policy(cfg: &TrainConfig, task: &dyn Task, cache: &Path) -> Policy {
+    let base = warmup::cached_base(cfg, task, cache, &mut |_| {}).unwrap();
+    Policy::build(
+        &base,
+        &cfg.model,
+        cfg.loss.kl_coef > 0.0,
+        cfg.run.seed,
+        task.wants_chat_template(),
+    )
+    .unwrap()
 }

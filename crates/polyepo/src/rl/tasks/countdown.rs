@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, Task, strategy_id};
+use super::{Prompt, PromptStyle, Task, strategy_id};
 
 /// Characters of the compact texts (the tiny model's alphabet).
 pub const ALPHABET: &str = "0123456789+-*/()=,>NT ";
@@ -28,7 +28,7 @@ pub struct CountdownConfig {
     /// Largest training number (held-out prompts also use up to 4× this).
     pub max_number: i64,
     /// `compact` (`N=3,7,25 T=46>`, tiny model) or `instruct` (chat models).
-    pub style: String,
+    pub style: PromptStyle,
     /// Seed of the prompt generator.
     pub seed: u64,
 }
@@ -40,7 +40,7 @@ impl Default for CountdownConfig {
             eval_prompts: 64,
             numbers: 4,
             max_number: 12,
-            style: "compact".into(),
+            style: PromptStyle::Compact,
             seed: 77,
         }
     }
@@ -250,7 +250,7 @@ impl Countdown {
     /// Generates prompts whose targets some expression reaches (an integer in 1..=200).
     pub fn new(cfg: &CountdownConfig) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let instruct = cfg.style == "instruct";
+        let instruct = cfg.style == PromptStyle::Instruct;
         let mut make = |n: usize, max: i64| {
             let mut prompts = Vec::with_capacity(n);
             while prompts.len() < n {
@@ -385,7 +385,7 @@ mod tests {
         );
         assert_eq!(task.strategy(&p, "hello"), Some(Strategy::Degenerate));
         let instruct = Countdown::new(&CountdownConfig {
-            style: "instruct".into(),
+            style: PromptStyle::Instruct,
             ..CountdownConfig::default()
         });
         assert_eq!(instruct.reward(&p, "Sure!\n(5 - 2) * 8 = 24"), 1.0);

@@ -7,7 +7,18 @@ pub mod jsonl;
 pub mod math_answer;
 pub mod reach;
 
+use serde::{Deserialize, Serialize};
 use setrl::Strategy;
+
+/// How a built-in task words its prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptStyle {
+    /// Terse prompts in the task's own alphabet (`T=7 A=+3,-1,+5>`), for the tiny model.
+    Compact,
+    /// An English request sent through the chat template, for instruction-tuned models.
+    Instruct,
+}
 
 /// One prompt and what the verifier needs to grade answers to it.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, Task, strategy_id};
+use super::{Prompt, PromptStyle, Task, strategy_id};
 
 /// Longest answer that earns a reward.
 pub const MAX_STEPS: usize = 4;
@@ -39,7 +39,7 @@ pub struct ReachConfig {
     /// `compact` (`T=7 A=+3,-1,+5>`, for the tiny model) or `instruct` (an English request
     /// sent through the chat template, for instruction-tuned models; the answer is the last
     /// run of steps in the reply).
-    pub style: String,
+    pub style: PromptStyle,
 }
 
 impl Default for ReachConfig {
@@ -50,7 +50,7 @@ impl Default for ReachConfig {
             train_steps: vec![1, 2, 3, 5, -1, -2],
             set_size: 3,
             seed: 1234,
-            style: "compact".into(),
+            style: PromptStyle::Compact,
         }
     }
 }
@@ -196,7 +196,7 @@ impl Reach {
                 // Prompts with several strategies only: exploration must matter.
                 if sols.len() >= 3 {
                     prompts.push(Prompt {
-                        text: if cfg.style == "instruct" {
+                        text: if cfg.style == PromptStyle::Instruct {
                             instruct_text(target, &allowed)
                         } else {
                             prompt_text(target, &allowed)
@@ -212,7 +212,7 @@ impl Reach {
         Self {
             train,
             eval,
-            instruct: cfg.style == "instruct",
+            instruct: cfg.style == PromptStyle::Instruct,
         }
     }
 
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn instruct_replies_are_graded_on_their_last_run_of_steps() {
         let cfg = ReachConfig {
-            style: "instruct".into(),
+            style: PromptStyle::Instruct,
             ..ReachConfig::default()
         };
         let task = Reach::new(&cfg);

@@ -1,4 +1,4 @@
-//! The on-policy training loop (DESIGN.md §1): for each batch of prompts, sample N
+//! The on-policy training loop (docs/design.md §1): for each batch of prompts, sample N
 //! generations each → reward → strategy labels → marginal set advantages → PPO update.
 
 pub mod error;
@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
-use crate::rl::config::TrainConfig;
+use crate::rl::config::{JudgeSource, ModelSource, TaskKind, TrainConfig};
 use crate::rl::judge::lm::LmJudge;
 use crate::rl::judge::{StrategyJudge, TaskJudge};
 use crate::rl::tasks::countdown::Countdown;
@@ -75,12 +75,23 @@ pub struct RunSummary {
 
 /// The task `cfg` describes.
 pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
-    match (cfg.task.kind.as_str(), &cfg.task.jsonl) {
-        ("jsonl", Some(j)) => Ok(Box::new(JsonlTask::new(j)?)),
-        ("digits", _) => Ok(Box::new(Digits::new(&cfg.task.digits))),
-        ("countdown", _) => Ok(Box::new(Countdown::new(&cfg.task.countdown))),
-        _ => Ok(Box::new(Reach::new(&cfg.task.reach))),
-    }
+    Ok(match cfg.task.kind {
+        TaskKind::Reach => Box::new(Reach::new(&cfg.task.reach)),
+        TaskKind::Digits => Box::new(Digits::new(&cfg.task.digits)),
+        TaskKind::Countdown => Box::new(Countdown::new(&cfg.task.countdown)),
+        TaskKind::Jsonl => {
+            let jsonl = cfg.task.jsonl.as_ref().ok_or_else(|| {
+                TrainError::from(crate::rl::config::ConfigError {
+                    origin: "config".into(),
+                    key: "task.jsonl".into(),
+                    message:
+                        "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths"
+                            .into(),
+                })
+            })?;
+            Box::new(JsonlTask::new(jsonl)?)
+        }
+    })
 }
 
 /// The strategy judge `algorithm.judge` selects (none when nothing can label this task).
@@ -88,10 +99,10 @@ pub fn build_judge<'a>(
     cfg: &TrainConfig,
     task: &'a dyn Task,
 ) -> TrainResult<Option<Box<dyn StrategyJudge + 'a>>> {
-    let use_lm = match cfg.algorithm.judge.as_str() {
-        "lm" => true,
-        "both" => !task.has_labeler(),
-        _ => false,
+    let use_lm = match cfg.algorithm.judge {
+        JudgeSource::Lm => true,
+        JudgeSource::Both => !task.has_labeler(),
+        JudgeSource::Task => false,
     };
     if use_lm {
         return Ok(Some(Box::new(LmJudge::new(cfg.judge.clone())?)));
@@ -129,12 +140,27 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let on_event = opts.on_event;
     let run = RunDir::open(run_dir, cfg, opts.resume)?;
     let task = build_task(cfg)?;
-    let policy = Policy::build(cfg, task.as_ref(), &run.cache_dir(), &mut |m| {
-        on_event(Event::Log(m))
-    })?;
+
+    // Warm-up: the tiny model has no pretraining, so a supervised phase on the task's
+    // demonstrations makes its base policy (cached, shared by every run with the same
+    // settings). A model from disk is its own base.
+    let base = match &cfg.model.source {
+        ModelSource::Tiny => warmup::cached_base(cfg, task.as_ref(), &run.cache_dir(), &mut |m| {
+            on_event(Event::Log(m))
+        })?,
+        ModelSource::Path(path) => path.clone(),
+    };
+    let policy = Policy::build(
+        &base,
+        &cfg.model,
+        cfg.loss.kl_coef > 0.0,
+        cfg.run.seed,
+        task.wants_chat_template(),
+    )?;
     let judge = build_judge(cfg, task.as_ref())?;
     let judge = judge.as_deref();
     let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+    let update_settings = update::UpdateSettings::of(cfg);
     let mut step = if opts.resume {
         run.restore(&policy, &mut opt)?
     } else {
@@ -154,13 +180,20 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         let prompts = step_prompts(task.as_ref(), cfg, step);
         let seed = cfg.run.seed.wrapping_mul(1_000_003).wrapping_add(step);
         let judge_before = judge.and_then(|j| j.stats()).unwrap_or_default();
-        let (samples, times) =
-            rollout::collect(&policy, task.as_ref(), judge, &prompts, cfg, seed)?;
+        let (samples, times) = rollout::collect(
+            &policy,
+            task.as_ref(),
+            judge,
+            &prompts,
+            &cfg.rollout,
+            &cfg.algorithm,
+            seed,
+        )?;
         let judge_after = judge.and_then(|j| j.stats()).unwrap_or_default();
 
         // Policy update.
         let start = std::time::Instant::now();
-        let stats = update::ppo_update(&policy, &mut opt, &samples, cfg)?;
+        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings)?;
         step += 1;
 
         // Log.

@@ -1,14 +1,11 @@
 //! The policy being trained: model, tokenizer, trainable tensors, and an optional frozen
 //! reference for the KL penalty.
 
-use std::path::{Path, PathBuf};
-
-use polyepo_engine::model::device::{parse_device, parse_dtype};
+use std::path::Path;
 
 use super::error::TrainResult;
-use super::warmup;
-use crate::rl::config::TrainConfig;
-use crate::rl::tasks::{Prompt, Task};
+use crate::rl::config::{DeviceSpec, ModelSection};
+use crate::rl::tasks::Prompt;
 use polyepo_engine::model::chat::encode_user_turn;
 use polyepo_engine::model::{Llama, NamedVar, TextTokenizer, load_model};
 
@@ -25,61 +22,50 @@ pub struct Policy {
     chat: bool,
 }
 
-fn config_error(key: &str, message: String) -> crate::rl::train::TrainError {
-    crate::rl::config::ConfigError {
-        origin: "config".into(),
-        key: key.into(),
-        message,
-    }
-    .into()
-}
-
-/// The dtype `cfg` names.
-pub fn dtype_of(cfg: &TrainConfig) -> TrainResult<candle_core::DType> {
-    parse_dtype(&cfg.model.dtype).map_err(|m| config_error("model.dtype", m))
-}
-
-/// The device `cfg` names.
-pub fn device_of(cfg: &TrainConfig) -> TrainResult<candle_core::Device> {
-    parse_device(&cfg.model.device).map_err(|m| config_error("model.device", m))
+/// The configured device, opened; the error names `model.device`.
+pub fn open_device(device: DeviceSpec) -> TrainResult<candle_core::Device> {
+    device.open().map_err(|message| {
+        crate::rl::config::ConfigError {
+            origin: "config".into(),
+            key: "model.device".into(),
+            message,
+        }
+        .into()
+    })
 }
 
 impl Policy {
-    /// The starting policy: the cached warm-up for `tiny`, the loaded model otherwise, made
-    /// trainable (all weights, or LoRA adapters when configured).
+    /// The starting policy: the model at `base` (the warmed-up tiny model or the configured
+    /// model), made trainable (all weights, or LoRA adapters when configured), with a frozen
+    /// reference copy when the loss has a KL term. `seed` initialises LoRA adapters.
     pub fn build(
-        cfg: &TrainConfig,
-        task: &dyn Task,
-        cache_dir: &Path,
-        log: &mut dyn FnMut(String),
+        base: &Path,
+        model_cfg: &ModelSection,
+        with_reference: bool,
+        seed: u64,
+        wants_chat: bool,
     ) -> TrainResult<Self> {
-        let device =
-            parse_device(&cfg.model.device).map_err(|m| config_error("model.device", m))?;
-        let source: PathBuf = if cfg.model.source == "tiny" {
-            warmup::cached_base(cfg, task, cache_dir, log)?
-        } else {
-            PathBuf::from(&cfg.model.source)
-        };
-        let loaded = load_model(&source, dtype_of(cfg)?, &device)?;
+        let device = open_device(model_cfg.device)?;
+        let loaded = load_model(base, model_cfg.dtype.into(), &device)?;
         let mut model = loaded.model;
-        let reference = (cfg.loss.kl_coef > 0.0).then(|| model.detached());
-        let vars = match &cfg.model.lora {
-            Some(lora) => model.add_lora(lora, cfg.run.seed)?,
+        let reference = with_reference.then(|| model.detached());
+        let vars = match &model_cfg.lora {
+            Some(lora) => model.add_lora(lora, seed)?,
             None => model.train_all()?,
         };
         // The reference must not share storage with weights the optimizer updates in place.
         let reference = match reference {
-            Some(r) if cfg.model.lora.is_none() => {
+            Some(r) if model_cfg.lora.is_none() => {
                 let mut copy = r.clone();
                 copy.visit_mut(&mut |_, t| {
                     *t = t.copy()?;
-                    Ok(())
+                    Ok::<(), candle_core::Error>(())
                 })?;
                 Some(copy)
             }
             other => other,
         };
-        let chat = task.wants_chat_template() && loaded.tokenizer.chat_template.is_some();
+        let chat = wants_chat && loaded.tokenizer.chat_template.is_some();
         Ok(Self {
             model,
             tokenizer: loaded.tokenizer,

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use setrl::{Group, Objective, Strategy};
+use setrl::{Group, Strategy};
 
 use super::error::TrainResult;
 use super::policy::Policy;
-use crate::rl::config::{Algorithm, AlgorithmSection, TrainConfig};
+use crate::rl::config::{AlgorithmSection, RolloutSection};
 use crate::rl::judge::{JudgeError, StrategyJudge};
 use crate::rl::tasks::{Prompt, Task};
 use polyepo_engine::sample::{SamplingParams, generate};
@@ -48,10 +48,11 @@ pub fn collect(
     task: &dyn Task,
     judge: Option<&dyn StrategyJudge>,
     prompts: &[Prompt],
-    cfg: &TrainConfig,
+    rollout: &RolloutSection,
+    algorithm: &AlgorithmSection,
     seed: u64,
 ) -> TrainResult<(Vec<Sample>, StageSeconds)> {
-    let n = cfg.rollout.samples_per_prompt;
+    let n = rollout.samples_per_prompt;
     let mut times = StageSeconds::default();
 
     // Sample: every prompt N times, in one batch.
@@ -65,10 +66,10 @@ pub fn collect(
         .flat_map(|p| std::iter::repeat_n(p.clone(), n))
         .collect();
     let params = SamplingParams {
-        max_new_tokens: cfg.rollout.max_new_tokens,
-        temperature: cfg.rollout.temperature,
-        top_p: cfg.rollout.top_p,
-        top_k: cfg.rollout.top_k,
+        max_new_tokens: rollout.max_new_tokens,
+        temperature: rollout.temperature,
+        top_p: rollout.top_p,
+        top_k: rollout.top_k,
         stop_strings: Vec::new(),
         seed,
     };
@@ -123,6 +124,7 @@ pub fn collect(
 
     // Advantages per group.
     let start = Instant::now();
+    let method = algorithm.method(seed);
     for (g, group_samples) in samples.chunks_mut(n).enumerate() {
         if skipped[g] {
             continue;
@@ -131,35 +133,13 @@ pub fn collect(
             group_samples.iter().map(|s| s.reward).collect(),
             group_samples.iter().map(|s| s.strategy).collect(),
         )?;
-        let adv = advantages(&cfg.algorithm, &group, seed.wrapping_add(g as u64))?;
-        for (s, a) in group_samples.iter_mut().zip(adv) {
+        let adv = method
+            .reseeded(seed.wrapping_add(g as u64))
+            .compute(&group)?;
+        for (s, a) in group_samples.iter_mut().zip(adv.advantages) {
             s.advantage = a;
         }
     }
     times.advantage = start.elapsed().as_secs_f64();
     Ok((samples, times))
-}
-
-/// The configured algorithm's advantage for one group.
-pub fn advantages(
-    cfg: &AlgorithmSection,
-    group: &Group,
-    seed: u64,
-) -> Result<Vec<f64>, setrl::SetRlError> {
-    let set = |objective: Objective| -> Result<Vec<f64>, setrl::SetRlError> {
-        Ok(match cfg.estimator.as_str() {
-            "sampled" => {
-                setrl::sampled(&objective, group, cfg.set_size, cfg.sets, seed)?.advantages
-            }
-            _ => objective.exact(group, cfg.set_size)?.advantages,
-        })
-    };
-    match cfg.name {
-        Algorithm::Polyepo => set(Objective::Polychromatic),
-        Algorithm::SetrlMean => set(Objective::Mean),
-        Algorithm::SetrlMax => set(Objective::Max),
-        Algorithm::Grpo => Ok(setrl::grpo(group).advantages),
-        Algorithm::Drgrpo => Ok(setrl::drgrpo(group).advantages),
-        Algorithm::DiversityBonus => Ok(setrl::diversity_bonus(group, cfg.lambda).advantages),
-    }
 }

@@ -6,7 +6,11 @@
 //! runs/<name>/checkpoints/step-000020 weights (trainable tensors), optimizer, state.json
 //! runs/<name>/checkpoints/latest      name of the newest complete checkpoint
 //! runs/<name>/final/                  the trained model in Hugging Face layout
+//! runs/<name>/eval.json               the latest held-out evaluation (`polyepo eval`)
 //! ```
+//!
+//! [`RunDir`] is the only code that knows these names: the trainer, `eval`, `serve` and
+//! `compare` all ask it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,14 +57,68 @@ impl RunDir {
             ));
         }
         std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
-        write_atomic(&root.join("config.toml"), cfg.to_toml().as_bytes())
-            .map_err(|e| TrainError::io(root.join("config.toml"), e))?;
+        write_atomic(&run.config_path(), cfg.to_toml().as_bytes())
+            .map_err(|e| TrainError::io(run.config_path(), e))?;
         Ok(run)
+    }
+
+    /// The run directory at `root`, whatever it holds (for readers of a known run).
+    pub fn at(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    /// `path` as a run directory when it is one (it holds the run's `config.toml`), for
+    /// commands that take either a run or a model.
+    pub fn detect(path: &Path) -> Option<Self> {
+        let run = Self {
+            root: path.to_owned(),
+        };
+        run.config_path().is_file().then_some(run)
     }
 
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The resolved configuration the run was trained with.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// The exported final model (HF layout).
+    pub fn final_model(&self) -> PathBuf {
+        self.root.join("final")
+    }
+
+    /// Whether training finished: the final model is exported (the export is renamed into
+    /// place, so its presence means it is complete).
+    pub fn is_finished(&self) -> bool {
+        self.final_model().join("model.safetensors").is_file()
+    }
+
+    /// The final model, or an error that says why the run has none yet.
+    pub fn finished_model(&self) -> TrainResult<PathBuf> {
+        if self.is_finished() {
+            Ok(self.final_model())
+        } else {
+            Err(TrainError::io(
+                &self.root,
+                "is a run that has not finished (no final/ model): resume it with `polyepo train --resume`",
+            ))
+        }
+    }
+
+    /// Where `polyepo eval` writes this run's evaluation.
+    pub fn eval_path(&self) -> PathBuf {
+        self.root.join("eval.json")
+    }
+
+    /// The per-step metrics file.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
     }
 
     /// Where warm-up caches live: beside the run directories.
@@ -153,7 +211,7 @@ impl RunDir {
 
     /// Drops metric lines of steps after `step` (they will be recomputed on resume).
     fn truncate_metrics(&self, step: u64) -> TrainResult<()> {
-        let path = self.root.join("metrics.jsonl");
+        let path = self.metrics_path();
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
@@ -167,7 +225,7 @@ impl RunDir {
 
     /// Appends one step's metrics.
     pub fn append_metrics(&self, m: &StepMetrics) -> TrainResult<()> {
-        let path = self.root.join("metrics.jsonl");
+        let path = self.metrics_path();
         let line = serde_json::to_string(m).map_err(|e| TrainError::io(&path, e))?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -179,7 +237,7 @@ impl RunDir {
 
     /// Exports the trained policy (adapters merged) to `final/` in HF layout.
     pub fn save_final(&self, policy: &Policy) -> TrainResult<PathBuf> {
-        let dir = self.root.join("final");
+        let dir = self.final_model();
         let tmp = self.root.join(".final.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         export_hf(&policy.model, &policy.tokenizer, &tmp)?;
@@ -191,7 +249,7 @@ impl RunDir {
 
 /// Reads a run's metrics file.
 pub fn read_metrics(root: &Path) -> TrainResult<Vec<StepMetrics>> {
-    let path = root.join("metrics.jsonl");
+    let path = RunDir::at(root).metrics_path();
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
     text.lines()
         .enumerate()

@@ -7,8 +7,8 @@ use super::error::TrainResult;
 use super::policy::Policy;
 use super::rollout::Sample;
 use super::sequences::response_log_probs;
-use crate::rl::config::TrainConfig;
-use crate::rl::loss::{LossInputs, ppo_loss};
+use crate::rl::config::{OptimSection, TrainConfig};
+use crate::rl::loss::{LossConfig, LossInputs, ppo_loss};
 use polyepo_engine::model::logprobs::token_entropy;
 use polyepo_engine::optim::{AdamW, grad_norm};
 
@@ -31,19 +31,53 @@ pub struct UpdateStats {
     pub lr: f64,
 }
 
+/// What the update reads from the configuration: the loss, the optimizer schedule, and the
+/// rollout settings that shaped the samples.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateSettings<'a> {
+    /// Generations per prompt N (mini-batches hold whole groups).
+    pub group_size: usize,
+    /// Sampling temperature, applied to the training log-probs as it was when sampling.
+    pub temperature: f64,
+    /// Longest response (the `seq-mean-token-sum-norm` divisor).
+    pub max_response_len: usize,
+    /// The policy loss.
+    pub loss: &'a LossConfig,
+    /// Optimizer, clipping, epochs and mini-batches.
+    pub optim: &'a OptimSection,
+}
+
+impl<'a> UpdateSettings<'a> {
+    /// The update settings of `cfg`.
+    pub fn of(cfg: &'a TrainConfig) -> Self {
+        Self {
+            group_size: cfg.rollout.samples_per_prompt,
+            temperature: cfg.rollout.temperature,
+            max_response_len: cfg.rollout.max_new_tokens,
+            loss: &cfg.loss,
+            optim: &cfg.optim,
+        }
+    }
+}
+
 /// Runs the configured PPO epochs over `samples` (grouped by prompt, N per group).
 pub fn ppo_update(
     policy: &Policy,
     opt: &mut AdamW,
     samples: &[Sample],
-    cfg: &TrainConfig,
+    settings: &UpdateSettings<'_>,
 ) -> TrainResult<UpdateStats> {
-    let n = cfg.rollout.samples_per_prompt;
+    let UpdateSettings {
+        group_size: n,
+        temperature,
+        max_response_len,
+        loss,
+        optim,
+    } = *settings;
     let groups = samples.len() / n;
-    let per_minibatch = groups.div_ceil(cfg.optim.minibatches) * n;
+    let per_minibatch = groups.div_ceil(optim.minibatches) * n;
     let minibatches: Vec<&[Sample]> = samples.chunks(per_minibatch).collect();
     let pad = policy.tokenizer.pad_id;
-    let temperature = cfg.rollout.temperature;
     let tokens = |mb: &[Sample]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
         (
             mb.iter().map(|s| s.prompt_tokens.clone()).collect(),
@@ -66,7 +100,7 @@ pub fn ppo_update(
 
     let mut stats = UpdateStats::default();
     let mut count = 0.0;
-    for _epoch in 0..cfg.optim.ppo_epochs {
+    for _epoch in 0..optim.ppo_epochs {
         for (i, mb) in minibatches.iter().enumerate() {
             let (p, r) = tokens(mb);
             let scored = response_log_probs(&policy.model, &p, &r, pad, temperature)?;
@@ -75,7 +109,7 @@ pub fn ppo_update(
                 mb.len(),
                 policy.model.device(),
             )?;
-            let entropy = if cfg.loss.entropy_coef > 0.0 {
+            let entropy = if loss.entropy_coef > 0.0 {
                 Some(token_entropy(&scored.logits)?)
             } else {
                 None
@@ -88,18 +122,18 @@ pub fn ppo_update(
                     mask: &scored.mask,
                     ref_log_probs: reference.get(i),
                     entropy: entropy.as_ref(),
-                    max_response_len: cfg.rollout.max_new_tokens,
+                    max_response_len,
                 },
-                &cfg.loss,
+                loss,
             )?;
             let grads = out.loss.backward()?;
             let norm = grad_norm(&policy.vars, &grads)?;
-            let scale = if cfg.optim.grad_clip > 0.0 && norm > cfg.optim.grad_clip {
-                cfg.optim.grad_clip / norm
+            let scale = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
+                optim.grad_clip / norm
             } else {
                 1.0
             };
-            let lr = cfg.optim.schedule.lr(cfg.optim.adamw.lr, opt.steps_taken());
+            let lr = optim.schedule.lr(optim.adamw.lr, opt.steps_taken());
             opt.step(&grads, lr, scale)?;
 
             // Entropy for the log, from the same logits without a graph.

@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod load;
+mod validate;
+mod values;
+
+pub use values::{
+    Algorithm, DTypeSpec, DeviceSpec, EstimatorKind, JudgeSource, MethodSpec, ModelSource, TaskKind,
+};
+
 use crate::rl::judge::lm::LmJudgeConfig;
 use crate::rl::loss::LossConfig;
 use crate::rl::tasks::countdown::CountdownConfig;
@@ -14,31 +22,6 @@ use crate::rl::tasks::jsonl::JsonlConfig;
 use crate::rl::tasks::reach::ReachConfig;
 use polyepo_engine::model::LoraConfig;
 use polyepo_engine::optim::{AdamWConfig, LrSchedule};
-
-/// The advantage estimator that drives the update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algorithm {
-    /// POLY-EPO: set RL with the polychromatic objective.
-    Polyepo,
-    /// Set RL with the mean objective.
-    SetrlMean,
-    /// Set RL with the max objective (pass@n).
-    SetrlMax,
-    /// GRPO (std-normalised group advantage).
-    Grpo,
-    /// Dr.GRPO (mean-centred group advantage).
-    Drgrpo,
-    /// Additive diversity bonus on the reward.
-    DiversityBonus,
-}
-
-impl Algorithm {
-    /// Whether the advantage needs strategy labels.
-    pub fn needs_labels(self) -> bool {
-        matches!(self, Algorithm::Polyepo | Algorithm::DiversityBonus)
-    }
-}
 
 /// Run identity, length and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,7 +42,7 @@ pub struct RunSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSection {
     /// `reach`, `digits` or `countdown` (built-in synthetic) or `jsonl` (your data).
-    pub kind: String,
+    pub kind: TaskKind,
     /// Settings of `reach`.
     pub reach: ReachConfig,
     /// Settings of `digits`.
@@ -104,11 +87,11 @@ impl Default for TinyModel {
 pub struct ModelSection {
     /// `tiny` (a small model trained from scratch with a supervised warm-up) or a path to
     /// an HF directory or a .gguf file.
-    pub source: String,
+    pub source: ModelSource,
     /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: DeviceSpec,
     /// `f32`, `bf16` or `f16`.
-    pub dtype: String,
+    pub dtype: DTypeSpec,
     /// LoRA adapters; absent = full fine-tuning.
     pub lora: Option<LoraConfig>,
     /// Shape of the `tiny` model.
@@ -155,15 +138,32 @@ pub struct AlgorithmSection {
     pub name: Algorithm,
     /// Set size n (set RL).
     pub set_size: usize,
-    /// `exact` (all C(N, n) sets, closed form) or `sampled`.
-    pub estimator: String,
+    /// `exact` (all C(N, n) sets, closed form), `enumerate` (all sets, one by one) or
+    /// `sampled`.
+    pub estimator: EstimatorKind,
     /// Sets per generation for `sampled`.
     pub sets: usize,
     /// λ of `diversity-bonus`.
     pub lambda: f64,
     /// Who labels strategies: `task` (the task's program labeler), `lm` (the LM judge of
     /// `[judge]`) or `both` (the task's labeler where it has one, the LM judge otherwise).
-    pub judge: String,
+    pub judge: JudgeSource,
+}
+
+impl AlgorithmSection {
+    /// The setrl method these settings name; a sampled estimator draws from `seed`.
+    pub fn method(&self, seed: u64) -> setrl::Method {
+        MethodSpec {
+            algorithm: self.name,
+            set_size: self.set_size,
+            estimator: self.estimator,
+            sets: self.sets,
+            seed,
+            lambda: self.lambda,
+            max_sets: setrl::DEFAULT_MAX_SETS,
+        }
+        .method()
+    }
 }
 
 /// Optimizer and PPO schedule.
@@ -220,16 +220,16 @@ impl Default for TrainConfig {
                 checkpoint_every: 50,
             },
             task: TaskSection {
-                kind: "reach".into(),
+                kind: TaskKind::Reach,
                 reach: ReachConfig::default(),
                 digits: DigitsConfig::default(),
                 countdown: CountdownConfig::default(),
                 jsonl: None,
             },
             model: ModelSection {
-                source: "tiny".into(),
-                device: "cpu".into(),
-                dtype: "f32".into(),
+                source: ModelSource::Tiny,
+                device: DeviceSpec::Cpu,
+                dtype: DTypeSpec::F32,
                 lora: None,
                 tiny: TinyModel::default(),
             },
@@ -250,10 +250,10 @@ impl Default for TrainConfig {
             algorithm: AlgorithmSection {
                 name: Algorithm::Polyepo,
                 set_size: 4,
-                estimator: "exact".into(),
+                estimator: EstimatorKind::Exact,
                 sets: 16,
                 lambda: 0.5,
-                judge: "task".into(),
+                judge: JudgeSource::Task,
             },
             loss: LossConfig::default(),
             optim: OptimSection {
@@ -296,7 +296,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn err(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         origin: origin.into(),
         key: key.into(),
@@ -304,248 +304,7 @@ fn err(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses a `--set` value: TOML syntax when it parses (numbers, booleans, arrays, quoted
-/// strings), a bare string otherwise.
-fn parse_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
 impl TrainConfig {
-    /// Loads `file` (or the default), applies `overrides` (`key.path=value`), validates.
-    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let (mut doc, origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err(&path.display().to_string(), "(file)", e.to_string()))?;
-                let doc: toml::Table = toml::from_str(&text)
-                    .map_err(|e| err(&path.display().to_string(), "(syntax)", e.to_string()))?;
-                (doc, path.display().to_string())
-            }
-            None => (
-                toml::Table::try_from(TrainConfig::default())
-                    .map_err(|e| err("default", "(all)", e.to_string()))?,
-                "built-in default".into(),
-            ),
-        };
-        for o in overrides {
-            let (key, raw) = o.split_once('=').ok_or_else(|| {
-                err(
-                    "--set",
-                    o,
-                    "expected key.path=value, e.g. loss.clip_high=0.28",
-                )
-            })?;
-            let key = key.trim();
-            let mut table = &mut doc;
-            let parts: Vec<&str> = key.split('.').collect();
-            for part in &parts[..parts.len() - 1] {
-                table = table
-                    .entry(part.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut()
-                    .ok_or_else(|| {
-                        err("--set", key, format!("`{part}` is a value, not a section"))
-                    })?;
-            }
-            table.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
-        }
-        let origin = if overrides.is_empty() {
-            origin
-        } else {
-            format!("{origin} with --set")
-        };
-        let cfg: TrainConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
-                let key = e.path().to_string();
-                let message = e.into_inner().to_string();
-                err(
-                    &origin,
-                    &key,
-                    format!("{message} (see `polyepo config` for every key and its default)"),
-                )
-            })?;
-        cfg.validate(&origin)?;
-        Ok(cfg)
-    }
-
-    /// Checks values that parse but cannot work.
-    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let e = |key: &str, msg: String| Err(err(origin, key, msg));
-        let r = &self.rollout;
-        if r.samples_per_prompt < 2 {
-            return e(
-                "rollout.samples_per_prompt",
-                format!(
-                    "is {}; groups need N >= 2 generations",
-                    r.samples_per_prompt
-                ),
-            );
-        }
-        if r.prompts_per_step == 0 {
-            return e("rollout.prompts_per_step", "must be at least 1".into());
-        }
-        let a = &self.algorithm;
-        if a.set_size == 0 || a.set_size >= r.samples_per_prompt {
-            return e(
-                "algorithm.set_size",
-                format!(
-                    "is {}; set RL needs 1 <= n < N = {}",
-                    a.set_size, r.samples_per_prompt
-                ),
-            );
-        }
-        if !matches!(a.estimator.as_str(), "exact" | "sampled") {
-            return e(
-                "algorithm.estimator",
-                format!("is `{}`; use `exact` or `sampled`", a.estimator),
-            );
-        }
-        if !matches!(a.judge.as_str(), "task" | "lm" | "both") {
-            return e(
-                "algorithm.judge",
-                format!(
-                    "is `{}`; use `task` (the task's labeler), `lm` (the [judge] API) or `both` (the task's labeler where it has one, the LM judge otherwise)",
-                    a.judge
-                ),
-            );
-        }
-        let o = &self.optim;
-        if o.minibatches == 0 || o.minibatches > r.prompts_per_step {
-            return e(
-                "optim.minibatches",
-                format!(
-                    "is {}; use 1..={} (prompts per step)",
-                    o.minibatches, r.prompts_per_step
-                ),
-            );
-        }
-        if o.ppo_epochs == 0 {
-            return e("optim.ppo_epochs", "must be at least 1".into());
-        }
-        if !(o.adamw.lr > 0.0) {
-            return e("optim.lr", format!("is {}; must be > 0", o.adamw.lr));
-        }
-        if !(r.temperature > 0.0) {
-            return e(
-                "rollout.temperature",
-                format!("is {}; RL needs sampling (> 0)", r.temperature),
-            );
-        }
-        if self.loss.clip_low < 0.0 || self.loss.clip_low >= 1.0 {
-            return e(
-                "loss.clip_low",
-                format!("is {}; use 0 <= clip_low < 1", self.loss.clip_low),
-            );
-        }
-        if self.loss.dual_clip != 0.0 && self.loss.dual_clip <= 1.0 {
-            return e(
-                "loss.dual_clip",
-                format!(
-                    "is {}; use 0 (off) or a value > 1 (paper: 3)",
-                    self.loss.dual_clip
-                ),
-            );
-        }
-        match self.task.kind.as_str() {
-            "reach" | "digits" | "countdown" => {}
-            "jsonl" if self.task.jsonl.is_none() => {
-                return e(
-                    "task.jsonl",
-                    "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths".into(),
-                );
-            }
-            "jsonl" => {
-                if a.name.needs_labels() && a.judge == "task" {
-                    return e(
-                        "algorithm.name",
-                        format!(
-                            "`{}` needs strategy labels but the jsonl task has no labeler; use algorithm.judge = \"lm\", or grpo, drgrpo, setrl-mean or setrl-max",
-                            serde_json::to_string(&a.name).unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-            other => {
-                return e(
-                    "task.kind",
-                    format!("is `{other}`; use `reach`, `digits`, `countdown` or `jsonl`"),
-                );
-            }
-        }
-        if let Err(m) = polyepo_engine::model::device::parse_dtype(&self.model.dtype) {
-            return e("model.dtype", m);
-        }
-        let device_ok = self.model.device == "cpu"
-            || self.model.device == "cuda"
-            || self
-                .model
-                .device
-                .strip_prefix("cuda:")
-                .is_some_and(|n| n.parse::<usize>().is_ok());
-        if !device_ok {
-            return e(
-                "model.device",
-                format!("is `{}`; use cpu, cuda or cuda:N", self.model.device),
-            );
-        }
-        if self.model.source == "tiny"
-            && self.task.kind == "reach"
-            && self.task.reach.style != "compact"
-        {
-            return e(
-                "task.reach.style",
-                "the `tiny` model reads only the `compact` style".into(),
-            );
-        }
-        if self.model.source == "tiny"
-            && self.task.kind == "countdown"
-            && self.task.countdown.style != "compact"
-        {
-            return e(
-                "task.countdown.style",
-                "the `tiny` model reads only the `compact` style".into(),
-            );
-        }
-        if !matches!(self.task.countdown.style.as_str(), "compact" | "instruct") {
-            return e(
-                "task.countdown.style",
-                format!(
-                    "is `{}`; use `compact` or `instruct`",
-                    self.task.countdown.style
-                ),
-            );
-        }
-        if !matches!(self.task.reach.style.as_str(), "compact" | "instruct") {
-            return e(
-                "task.reach.style",
-                format!(
-                    "is `{}`; use `compact` or `instruct`",
-                    self.task.reach.style
-                ),
-            );
-        }
-        if self.model.source == "tiny" && self.task.kind == "jsonl" {
-            return e(
-                "model.source",
-                "the `tiny` model is only for the built-in synthetic tasks; give a model path"
-                    .into(),
-            );
-        }
-        if self.model.source != "tiny" && !Path::new(&self.model.source).exists() {
-            return e(
-                "model.source",
-                format!(
-                    "`{}` does not exist (run scripts/fetch-model.sh for SmolLM2)",
-                    self.model.source
-                ),
-            );
-        }
-        Ok(())
-    }
-
     /// The resolved configuration as TOML text.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()

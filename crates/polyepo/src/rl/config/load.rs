@@ -1,0 +1,74 @@
+//! Reading a configuration: the file (or the built-in default), `--set` overrides, then
+//! deserialisation into typed sections and validation.
+
+use std::path::Path;
+
+use super::{ConfigError, TrainConfig, err};
+
+/// Parses a `--set` value: TOML syntax when it parses (numbers, booleans, arrays, quoted
+/// strings), a bare string otherwise.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+impl TrainConfig {
+    /// Loads `file` (or the default), applies `overrides` (`key.path=value`), validates.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let (mut doc, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(&path.display().to_string(), "(file)", e.to_string()))?;
+                let doc: toml::Table = toml::from_str(&text)
+                    .map_err(|e| err(&path.display().to_string(), "(syntax)", e.to_string()))?;
+                (doc, path.display().to_string())
+            }
+            None => (
+                toml::Table::try_from(TrainConfig::default())
+                    .map_err(|e| err("default", "(all)", e.to_string()))?,
+                "built-in default".into(),
+            ),
+        };
+        for o in overrides {
+            let (key, raw) = o.split_once('=').ok_or_else(|| {
+                err(
+                    "--set",
+                    o,
+                    "expected key.path=value, e.g. loss.clip_high=0.28",
+                )
+            })?;
+            let key = key.trim();
+            let mut table = &mut doc;
+            let parts: Vec<&str> = key.split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                table = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| {
+                        err("--set", key, format!("`{part}` is a value, not a section"))
+                    })?;
+            }
+            table.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
+        }
+        let origin = if overrides.is_empty() {
+            origin
+        } else {
+            format!("{origin} with --set")
+        };
+        let cfg: TrainConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.into_inner().to_string();
+                err(
+                    &origin,
+                    &key,
+                    format!("{message} (see `polyepo config` for every key and its default)"),
+                )
+            })?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+}
