@@ -1,6 +1,7 @@
 //! The engine on tiny random models: gradients reach every trainable tensor and match finite
 //! differences, the KV cache reproduces a full recompute, left padding changes nothing.
 
+mod common;
 use candle_core::{DType, Device, Tensor};
 use polyepo_engine::model::batch::attention_mask;
 use polyepo_engine::model::logprobs::{token_entropy, token_log_probs};
@@ -121,16 +122,7 @@ fn lora_trains_only_adapters_and_all_of_them() {
 #[test]
 fn lora_merge_preserves_the_function() {
     let mut model = Llama::random(tiny("llama"), 4, &Device::Cpu).unwrap();
-    let vars = model
-        .add_lora(
-            &LoraConfig {
-                rank: 2,
-                alpha: 4.0,
-                ..LoraConfig::default()
-            },
-            5,
-        )
-        .unwrap();
+    let vars = common::add_lora(&mut model, 2, 5);
     for (_, var) in &vars {
         let noise = Tensor::randn(0f32, 0.05, var.shape(), &Device::Cpu).unwrap();
         var.set(&noise).unwrap();

@@ -1,11 +1,12 @@
 //! AdamW against hand computation, schedules, and bit-exact save/load round trips.
 
+mod common;
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use polyepo_engine::model::checkpoint::{load_tensors, restore_vars, save_tensors};
-use polyepo_engine::model::{Batch, Llama, LlamaConfig, LoraConfig};
+use polyepo_engine::model::{Batch, Llama, LlamaConfig};
 use polyepo_engine::optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -140,16 +141,6 @@ fn logits(model: &Llama) -> Tensor {
         .unwrap()
 }
 
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .map(|x| x.to_bits())
-        .collect()
-}
-
 #[test]
 fn weights_and_optimizer_state_round_trip_bit_exactly() {
     let dir = temp_dir("ckpt");
@@ -192,7 +183,10 @@ fn weights_and_optimizer_state_round_trip_bit_exactly() {
     let resumed_vars = resumed.train_all().unwrap();
     let weights = load_tensors(&dir.join("model.safetensors")).unwrap();
     restore_vars(&resumed_vars, &weights, &dir).unwrap();
-    assert_eq!(bits(&logits(&model)), bits(&logits(&resumed)));
+    assert_eq!(
+        common::bits(&logits(&model)),
+        common::bits(&logits(&resumed))
+    );
     let mut resumed_opt = AdamW::new(
         resumed_vars,
         AdamWConfig {
@@ -209,7 +203,10 @@ fn weights_and_optimizer_state_round_trip_bit_exactly() {
     // The next step is identical, bit for bit.
     step(&mut opt, &model);
     step(&mut resumed_opt, &resumed);
-    assert_eq!(bits(&logits(&model)), bits(&logits(&resumed)));
+    assert_eq!(
+        common::bits(&logits(&model)),
+        common::bits(&logits(&resumed))
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -217,16 +214,7 @@ fn weights_and_optimizer_state_round_trip_bit_exactly() {
 fn lora_adapters_round_trip_and_mismatches_are_named() {
     let dir = temp_dir("lora");
     let mut model = Llama::random(LlamaConfig::tiny(40), 1, &Device::Cpu).unwrap();
-    let vars = model
-        .add_lora(
-            &LoraConfig {
-                rank: 2,
-                alpha: 4.0,
-                ..LoraConfig::default()
-            },
-            7,
-        )
-        .unwrap();
+    let vars = common::add_lora(&mut model, 2, 7);
     for (_, v) in &vars {
         v.set(&Tensor::randn(0f32, 0.1, v.shape(), &Device::Cpu).unwrap())
             .unwrap();
@@ -237,31 +225,13 @@ fn lora_adapters_round_trip_and_mismatches_are_named() {
         .collect();
     save_tensors(&dir.join("adapter_model.safetensors"), &adapters).unwrap();
     let mut other = Llama::random(LlamaConfig::tiny(40), 1, &Device::Cpu).unwrap();
-    let other_vars = other
-        .add_lora(
-            &LoraConfig {
-                rank: 2,
-                alpha: 4.0,
-                ..LoraConfig::default()
-            },
-            8,
-        )
-        .unwrap();
+    let other_vars = common::add_lora(&mut other, 2, 8);
     let loaded = load_tensors(&dir.join("adapter_model.safetensors")).unwrap();
     restore_vars(&other_vars, &loaded, &dir).unwrap();
-    assert_eq!(bits(&logits(&model)), bits(&logits(&other)));
+    assert_eq!(common::bits(&logits(&model)), common::bits(&logits(&other)));
     // A rank mismatch names the tensor.
     let mut wrong = Llama::random(LlamaConfig::tiny(40), 1, &Device::Cpu).unwrap();
-    let wrong_vars = wrong
-        .add_lora(
-            &LoraConfig {
-                rank: 3,
-                alpha: 4.0,
-                ..LoraConfig::default()
-            },
-            8,
-        )
-        .unwrap();
+    let wrong_vars = common::add_lora(&mut wrong, 3, 8);
     let err = restore_vars(&wrong_vars, &loaded, &dir)
         .unwrap_err()
         .to_string();

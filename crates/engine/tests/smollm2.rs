@@ -1,7 +1,7 @@
 //! The engine on the real SmolLM2-135M-Instruct weights (fetched by scripts/fetch-model.sh;
 //! these tests fail, not skip, when it is missing).
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
@@ -10,19 +10,8 @@ use polyepo_engine::model::chat::{Message, chat_prompt};
 use polyepo_engine::model::{Batch, LoadedModel, load_model};
 use polyepo_engine::sample::{SamplingParams, generate};
 
-fn model_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-model.sh",
-        path.display()
-    );
-    path
-}
-
 fn load() -> LoadedModel {
-    load_model(&model_path(), DType::F32, &Device::Cpu).expect("SmolLM2 loads")
+    load_model(&common::smollm2_path(), DType::F32, &Device::Cpu).expect("SmolLM2 loads")
 }
 
 fn chat(loaded: &LoadedModel, question: &str) -> Vec<u32> {
@@ -73,7 +62,7 @@ fn tokenizer_round_trips_and_keeps_special_tokens_whole() {
 /// logits on this model in candle-transformers 0.11.1 (next-token log-prob −10.5 where
 /// stepping gives a mean NLL of 2.87, as ours does). Returns the log-softmax after each token.
 fn reference_log_softmax(tokens: &[u32]) -> Vec<Vec<f32>> {
-    let path = model_path();
+    let path = common::smollm2_path();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
@@ -237,15 +226,9 @@ fn hf_export_reloads_bit_exactly() {
         .model
         .forward(&batch.tokens, &batch.positions, &batch.mask)
         .unwrap();
-    let bits = |t: &Tensor| {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits())
-            .collect::<Vec<_>>()
-    };
-    assert!(bits(&a) == bits(&b), "exported model differs");
+    assert!(
+        common::bits(&a) == common::bits(&b),
+        "exported model differs"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

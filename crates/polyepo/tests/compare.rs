@@ -101,6 +101,32 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
         serde_json::to_string(&c.runs[0].eval).unwrap()
     );
 
+    // A changed evaluation setting redoes the evaluation (without retraining).
+    let more = EvalSettings {
+        samples: 6,
+        ..eval.clone()
+    };
+    let redone = compare(
+        &cfg,
+        &algos,
+        &seeds,
+        &out,
+        &more,
+        Arc::new(AtomicBool::new(false)),
+        &mut |_| {},
+    )
+    .unwrap()
+    .unwrap();
+    assert!(redone.runs.iter().all(|r| r.eval.samples == 6));
+    assert_eq!(redone.max_k, 6);
+    assert_eq!(
+        std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+
     // A single run's training report.
     let run = out.join("grpo-seed1");
     let files = training_report("grpo-seed1", &read_metrics(&run).unwrap(), &run).unwrap();
@@ -110,7 +136,8 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
     }
     let eval: EvalReport =
         serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
-    assert_eq!(eval.samples, 4);
+    assert_eq!(eval.samples, 6);
+    assert_eq!(eval.settings, Some(more));
     assert!(eval.degenerate_fraction >= 0.0 && eval.degenerate_fraction <= 1.0);
     std::fs::remove_dir_all(&root).ok();
 }
@@ -159,5 +186,44 @@ fn eval_cli_writes_eval_json_and_a_chart() {
         serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report.pass_at_k.len(), 8);
     assert_chart(&run.join("eval_pass_at_k"));
+    std::fs::remove_dir_all(&root).ok();
+}
+
+fn polyepo(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polyepo"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn eval_refuses_a_bad_task_a_broken_config_and_an_unfinished_run() {
+    let root = temp_root("evalbad");
+    // A typo in --task is an error that lists the tasks (it used to evaluate reach).
+    let (ok, err) = polyepo(&["eval", "--model", "nope", "--task", "countdwn"]);
+    assert!(
+        !ok && err.contains("countdwn") && err.contains("countdown"),
+        "{err}"
+    );
+    // A broken --config names the file and the key (it used to fall back to the defaults).
+    let cfg = root.join("broken.toml");
+    std::fs::write(&cfg, "[rollout]\nsamples_per_prompt = \"many\"\n").unwrap();
+    let (ok, err) = polyepo(&["eval", "--model", "nope", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("broken.toml") && err.contains("rollout.samples_per_prompt"),
+        "{err}"
+    );
+    // A run directory without a final model says so instead of failing to load it.
+    let run = root.join("unfinished");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("config.toml"), small_config().to_toml()).unwrap();
+    for command in ["eval", "serve"] {
+        let (ok, err) = polyepo(&[command, "--model", run.to_str().unwrap()]);
+        assert!(!ok && err.contains("not finished"), "{command}: {err}");
+    }
     std::fs::remove_dir_all(&root).ok();
 }

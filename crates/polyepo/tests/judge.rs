@@ -2,6 +2,8 @@
 //! protocol, the reply validation, retries, the failure policies, the cache, and that the
 //! API key never shows. The tests check plumbing, not the judge's taste.
 
+#[path = "../../engine/tests/common/mod.rs"]
+mod engine_common;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
@@ -13,13 +15,7 @@ use polyepo_engine::model::load_model;
 use setrl::Strategy;
 
 fn server() -> Server {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-model.sh",
-        path.display()
-    );
+    let path = engine_common::smollm2_path();
     let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
     Server::start(
         loaded.model,

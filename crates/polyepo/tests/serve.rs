@@ -1,7 +1,8 @@
 //! `polyepo serve` over real HTTP: the OpenAI protocol, batching of concurrent requests, and
 //! 4xx answers (never a crash) for bad requests.
 
-use std::path::PathBuf;
+#[path = "../../engine/tests/common/mod.rs"]
+mod engine_common;
 
 use candle_core::{DType, Device};
 use polyepo::app::serve::{ServeLimits, Server};
@@ -9,13 +10,7 @@ use polyepo_engine::model::load_model;
 use serde_json::{Value, json};
 
 fn server() -> (Server, String) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-model.sh",
-        path.display()
-    );
+    let path = engine_common::smollm2_path();
     let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
     let limits = ServeLimits {
         max_new_tokens: 64,

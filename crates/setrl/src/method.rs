@@ -222,7 +222,7 @@ mod tests {
             },
         };
         let err = method.compute(&group()).unwrap_err();
-        assert!(err.to_string().contains("sampled"), "{err}");
+        assert!(err.to_string().contains("sampling"), "{err}");
     }
 
     #[test]

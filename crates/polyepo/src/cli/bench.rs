@@ -15,15 +15,31 @@ use polyepo_engine::sample::{SamplingParams, generate};
 
 use super::device::DeviceArgs;
 
+/// One measurement of `polyepo bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// Sampling throughput at each batch size.
+    Sample,
+    /// Training forward + backward throughput and peak memory.
+    Train,
+    /// One AdamW step over every parameter.
+    Adamw,
+}
+
 /// Arguments of `polyepo bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Model: an HF directory or a .gguf file.
     #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
     pub model: PathBuf,
-    /// What to measure: sample, train, adamw (comma-separated).
-    #[arg(long, default_value = "sample,train,adamw", value_delimiter = ',')]
-    pub only: Vec<String>,
+    /// What to measure (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "sample,train,adamw",
+        value_delimiter = ','
+    )]
+    pub only: Vec<BenchPart>,
     /// Batch sizes for sampling.
     #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
     pub batches: Vec<usize>,
@@ -64,8 +80,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         params as f64 / 1e6,
         rayon::current_num_threads()
     );
-    let wants = |s: &str| args.only.iter().any(|o| o == s);
-    if wants("sample") {
+    let wants = |part: BenchPart| args.only.contains(&part);
+    if wants(BenchPart::Sample) {
         let prompt = loaded.tokenizer.encode("<|im_start|>user\nTell me a long story about a robot.<|im_end|>\n<|im_start|>assistant\n")?;
         for &b in &args.batches {
             // Never stop early: every row generates exactly `new_tokens`.
@@ -87,7 +103,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             );
         }
     }
-    if wants("train") || wants("adamw") {
+    if wants(BenchPart::Train) || wants(BenchPart::Adamw) {
         let vars = loaded.model.train_all()?;
         let rows: Vec<Vec<u32>> = (0..args.train_batch)
             .map(|r| {
@@ -99,7 +115,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let batch = Batch::left_padded(&rows, 0, &device)?;
         let t = args.train_len;
         let mut grads = None;
-        if wants("train") {
+        if wants(BenchPart::Train) {
             for round in 0..2 {
                 let start = Instant::now();
                 // Logits only where a next token exists: the vocabulary projection dominates memory.
@@ -127,7 +143,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 grads = Some(g);
             }
         }
-        if wants("adamw") {
+        if wants(BenchPart::Adamw) {
             let grads = match grads {
                 Some(g) => g,
                 None => {

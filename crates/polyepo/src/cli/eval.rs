@@ -17,6 +17,9 @@ use polyepo_engine::model::load_model;
 
 use super::device::DeviceArgs;
 
+/// Most samples per held-out prompt: pass@k is reported for every k up to it.
+const MAX_EVAL_SAMPLES: usize = 4096;
+
 /// Arguments of `polyepo eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -32,7 +35,7 @@ pub struct EvalArgs {
     /// Samples per held-out prompt (M); pass@k is reported for every k ≤ M.
     #[arg(long, default_value_t = 32)]
     pub samples: usize,
-    /// k values to print (all k ≤ M are in eval.json).
+    /// k values to print (those above M are skipped; all k ≤ M are in eval.json).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     pub k: Vec<usize>,
     /// Sampling temperature.
@@ -63,6 +66,15 @@ pub struct EvalArgs {
 
 /// Evaluates, prints a table, writes eval.json and the pass@k chart.
 pub fn run(args: &EvalArgs) -> Result<()> {
+    if !(1..=MAX_EVAL_SAMPLES).contains(&args.samples) {
+        anyhow::bail!(
+            "--samples {}: use 1..={MAX_EVAL_SAMPLES} samples per prompt",
+            args.samples
+        );
+    }
+    if args.k.contains(&0) {
+        anyhow::bail!("--k 0: pass@k needs k >= 1");
+    }
     let run = RunDir::detect(&args.model);
     let (model_path, mut cfg) = match &run {
         Some(run) => (

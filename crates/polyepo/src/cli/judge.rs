@@ -28,9 +28,9 @@ pub struct JudgeArgs {
     /// Environment variable holding the API key.
     #[arg(long, default_value = "POLYEPO_JUDGE_API_KEY")]
     pub api_key_env: String,
-    /// distinct, single or skip.
-    #[arg(long, default_value = "skip")]
-    pub failure_policy: String,
+    /// What a group the judge cannot label gets.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub failure_policy: FailurePolicy,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub max_concurrency: usize,
@@ -57,14 +57,7 @@ struct Group {
 
 /// Labels every group and prints one `{"clusters": [...], "status": ...}` line per group.
 pub fn run(args: &JudgeArgs) -> Result<()> {
-    let failure_policy: FailurePolicy =
-        serde_json::from_value(serde_json::Value::String(args.failure_policy.clone()))
-            .with_context(|| {
-                format!(
-                    "--failure-policy `{}`: use distinct, single or skip",
-                    args.failure_policy
-                )
-            })?;
+    let failure_policy = args.failure_policy;
     let cfg = LmJudgeConfig {
         endpoint: args.endpoint.clone(),
         model: args.model.clone(),

@@ -4,6 +4,32 @@
 use super::{ConfigError, JudgeSource, ModelSource, TaskKind, TrainConfig, err};
 use crate::rl::tasks::PromptStyle;
 
+/// Most prompts a built-in task may generate per split: bounds memory and start-up time.
+pub const MAX_TASK_PROMPTS: usize = 1_000_000;
+/// Most generations one RL step may sample (prompts × samples): bounds the sampler's memory.
+pub const MAX_ROWS_PER_STEP: usize = 65_536;
+/// Longest response the trainer samples.
+pub const MAX_NEW_TOKENS: usize = 32_768;
+
+/// `Ok` when `ok`, else the error for `key`.
+fn require(
+    ok: bool,
+    origin: &str,
+    key: &str,
+    message: impl Into<String>,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(err(origin, key, message))
+    }
+}
+
+/// Whether `v` is a finite number in `lo..=hi`.
+fn finite_in(v: f64, lo: f64, hi: f64) -> bool {
+    v.is_finite() && v >= lo && v <= hi
+}
+
 impl TrainConfig {
     /// Checks values that parse but cannot work; the error names the key and the fix.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -21,6 +47,28 @@ impl TrainConfig {
         if r.prompts_per_step == 0 {
             return e("rollout.prompts_per_step", "must be at least 1".into());
         }
+        let rows = r.prompts_per_step.saturating_mul(r.samples_per_prompt);
+        require(
+            rows <= MAX_ROWS_PER_STEP,
+            origin,
+            "rollout.samples_per_prompt",
+            format!(
+                "{} prompts × {} samples = {rows} generations per step; at most {MAX_ROWS_PER_STEP} fit in memory: lower rollout.samples_per_prompt or rollout.prompts_per_step",
+                r.prompts_per_step, r.samples_per_prompt
+            ),
+        )?;
+        require(
+            (1..=MAX_NEW_TOKENS).contains(&r.max_new_tokens),
+            origin,
+            "rollout.max_new_tokens",
+            format!("is {}; use 1..={MAX_NEW_TOKENS}", r.max_new_tokens),
+        )?;
+        require(
+            r.top_p > 0.0 && r.top_p <= 1.0,
+            origin,
+            "rollout.top_p",
+            format!("is {}; use 0 < top_p <= 1 (1 = off)", r.top_p),
+        )?;
         let a = &self.algorithm;
         if a.set_size == 0 || a.set_size >= r.samples_per_prompt {
             return e(
@@ -44,10 +92,58 @@ impl TrainConfig {
         if o.ppo_epochs == 0 {
             return e("optim.ppo_epochs", "must be at least 1".into());
         }
-        if !(o.adamw.lr > 0.0) {
-            return e("optim.lr", format!("is {}; must be > 0", o.adamw.lr));
+        if !(o.adamw.lr > 0.0 && o.adamw.lr.is_finite()) {
+            return e(
+                "optim.lr",
+                format!("is {}; must be a finite number > 0", o.adamw.lr),
+            );
         }
-        if !(r.temperature > 0.0) {
+        let w = &o.adamw;
+        require(
+            finite_in(w.beta1, 0.0, 1.0) && w.beta1 < 1.0,
+            origin,
+            "optim.beta1",
+            format!("is {}; use 0 <= beta1 < 1 (default 0.9)", w.beta1),
+        )?;
+        require(
+            finite_in(w.beta2, 0.0, 1.0) && w.beta2 < 1.0,
+            origin,
+            "optim.beta2",
+            format!("is {}; use 0 <= beta2 < 1 (default 0.999)", w.beta2),
+        )?;
+        require(
+            w.eps > 0.0 && w.eps.is_finite(),
+            origin,
+            "optim.eps",
+            format!("is {}; use a finite number > 0 (default 1e-8)", w.eps),
+        )?;
+        require(
+            finite_in(w.weight_decay, 0.0, f64::MAX),
+            origin,
+            "optim.weight_decay",
+            format!(
+                "is {}; use a finite number >= 0 (paper: 0.01)",
+                w.weight_decay
+            ),
+        )?;
+        require(
+            finite_in(o.grad_clip, 0.0, f64::MAX),
+            origin,
+            "optim.grad_clip",
+            format!(
+                "is {}; use 0 (off) or a finite number > 0 (paper: 0.3)",
+                o.grad_clip
+            ),
+        )?;
+        if let polyepo_engine::optim::LrSchedule::WarmupCosine { min_ratio, .. } = o.schedule {
+            require(
+                finite_in(min_ratio, 0.0, 1.0),
+                origin,
+                "optim.schedule.min_ratio",
+                format!("is {min_ratio}; use 0 <= min_ratio <= 1"),
+            )?;
+        }
+        if !(r.temperature > 0.0 && r.temperature.is_finite()) {
             return e(
                 "rollout.temperature",
                 format!("is {}; RL needs sampling (> 0)", r.temperature),
@@ -59,7 +155,48 @@ impl TrainConfig {
                 format!("is {}; use 0 <= clip_low < 1", self.loss.clip_low),
             );
         }
-        if self.loss.dual_clip != 0.0 && self.loss.dual_clip <= 1.0 {
+        require(
+            finite_in(self.loss.clip_high, 0.0, f64::MAX),
+            origin,
+            "loss.clip_high",
+            format!(
+                "is {}; use a finite number >= 0 (paper: 0.28)",
+                self.loss.clip_high
+            ),
+        )?;
+        require(
+            finite_in(self.loss.kl_coef, 0.0, f64::MAX),
+            origin,
+            "loss.kl_coef",
+            format!(
+                "is {}; use 0 (off) or a finite number > 0",
+                self.loss.kl_coef
+            ),
+        )?;
+        require(
+            self.loss.entropy_coef.is_finite(),
+            origin,
+            "loss.entropy_coef",
+            format!(
+                "is {}; use a finite number (0 = off)",
+                self.loss.entropy_coef
+            ),
+        )?;
+        require(
+            a.lambda.is_finite(),
+            origin,
+            "algorithm.lambda",
+            format!("is {}; use a finite number (default 0.5)", a.lambda),
+        )?;
+        require(
+            a.sets >= 1,
+            origin,
+            "algorithm.sets",
+            "must be at least 1 set per generation",
+        )?;
+        if !self.loss.dual_clip.is_finite()
+            || (self.loss.dual_clip != 0.0 && self.loss.dual_clip <= 1.0)
+        {
             return e(
                 "loss.dual_clip",
                 format!(
@@ -85,6 +222,8 @@ impl TrainConfig {
                 );
             }
         }
+        self.validate_task(origin)?;
+        self.validate_warmup_and_judge(origin)?;
         match &self.model.source {
             ModelSource::Tiny => {
                 let style = match self.task.kind {
@@ -120,5 +259,123 @@ impl TrainConfig {
             ModelSource::Path(_) => {}
         }
         Ok(())
+    }
+
+    fn validate_task(&self, origin: &str) -> Result<(), ConfigError> {
+        let prompts = |key: &str, n: usize| {
+            require(
+                (1..=MAX_TASK_PROMPTS).contains(&n),
+                origin,
+                key,
+                format!("is {n}; use 1..={MAX_TASK_PROMPTS}"),
+            )
+        };
+        match self.task.kind {
+            TaskKind::Reach => {
+                let c = &self.task.reach;
+                prompts("task.reach.train_prompts", c.train_prompts)?;
+                prompts("task.reach.eval_prompts", c.eval_prompts)?;
+                let mut steps = c.train_steps.clone();
+                steps.sort_unstable();
+                steps.dedup();
+                require(
+                    steps.len() == c.train_steps.len()
+                        && steps.iter().all(|s| (1..=9).contains(&s.abs())),
+                    origin,
+                    "task.reach.train_steps",
+                    format!(
+                        "is {:?}; use distinct steps from ±1..±9, e.g. [1, 2, 3, 5, -1, -2]",
+                        c.train_steps
+                    ),
+                )?;
+                require(
+                    c.set_size >= 2 && c.set_size <= c.train_steps.len(),
+                    origin,
+                    "task.reach.set_size",
+                    format!(
+                        "is {}; use 2..={} (the number of train_steps)",
+                        c.set_size,
+                        c.train_steps.len()
+                    ),
+                )
+            }
+            TaskKind::Digits => {
+                let c = &self.task.digits;
+                prompts("task.digits.train_prompts", c.train_prompts)?;
+                prompts("task.digits.eval_prompts", c.eval_prompts)?;
+                let mut digits = c.train_digits.clone();
+                digits.sort_unstable();
+                digits.dedup();
+                require(
+                    !digits.is_empty()
+                        && digits.len() == c.train_digits.len()
+                        && digits.iter().all(|d| (1..=9).contains(d)),
+                    origin,
+                    "task.digits.train_digits",
+                    format!(
+                        "is {:?}; use distinct digits from 1..9, e.g. [1, 2, 3, 5, 7]",
+                        c.train_digits
+                    ),
+                )?;
+                require(
+                    c.set_size >= 2 && c.set_size <= c.train_digits.len(),
+                    origin,
+                    "task.digits.set_size",
+                    format!(
+                        "is {}; use 2..={} (the number of train_digits)",
+                        c.set_size,
+                        c.train_digits.len()
+                    ),
+                )?;
+                require(
+                    !c.lengths.is_empty() && c.lengths.iter().all(|l| (2..=9).contains(l)),
+                    origin,
+                    "task.digits.lengths",
+                    format!("is {:?}; use lengths from 2..9, e.g. [3, 4]", c.lengths),
+                )
+            }
+            TaskKind::Countdown => {
+                let c = &self.task.countdown;
+                prompts("task.countdown.train_prompts", c.train_prompts)?;
+                prompts("task.countdown.eval_prompts", c.eval_prompts)?;
+                require(
+                    (2..=6).contains(&c.numbers),
+                    origin,
+                    "task.countdown.numbers",
+                    format!("is {}; use 2..=6 numbers per prompt", c.numbers),
+                )?;
+                require(
+                    (1..=10_000).contains(&c.max_number),
+                    origin,
+                    "task.countdown.max_number",
+                    format!("is {}; use 1..=10000", c.max_number),
+                )
+            }
+            TaskKind::Jsonl => Ok(()),
+        }
+    }
+
+    fn validate_warmup_and_judge(&self, origin: &str) -> Result<(), ConfigError> {
+        let w = &self.warmup;
+        require(w.batch >= 1, origin, "warmup.batch", "must be at least 1")?;
+        require(
+            w.lr > 0.0 && w.lr.is_finite(),
+            origin,
+            "warmup.lr",
+            format!("is {}; use a finite number > 0", w.lr),
+        )?;
+        require(
+            w.skew > 0.0 && w.skew.is_finite(),
+            origin,
+            "warmup.skew",
+            format!(
+                "is {}; use a finite number > 0 (< 1 prefers a few strategies, 1 is uniform)",
+                w.skew
+            ),
+        )?;
+        match self.judge.problem() {
+            Some((key, message)) => Err(err(origin, &format!("judge.{key}"), message)),
+            None => Ok(()),
+        }
     }
 }

@@ -21,7 +21,7 @@ use super::{JudgeError, StrategyJudge};
 use crate::rl::tasks::Prompt;
 
 /// What to do when the judge cannot label a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// Every response its own cluster (the paper's silent default; inflates diversity).
@@ -61,6 +61,37 @@ pub struct LmJudgeConfig {
     pub max_tokens: usize,
     /// JSON Lines cache file (none: in-memory only).
     pub cache: Option<PathBuf>,
+}
+
+impl LmJudgeConfig {
+    /// The first setting that cannot work, as (key, what is wrong and the fix).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
+            return Some((
+                "timeout_s",
+                format!("is {}; use a finite number of seconds > 0", self.timeout_s),
+            ));
+        }
+        if !(self.backoff_s >= 0.0 && self.backoff_s <= 3600.0) {
+            return Some((
+                "backoff_s",
+                format!("is {}; use 0..=3600 seconds", self.backoff_s),
+            ));
+        }
+        if !(1..=1024).contains(&self.max_concurrency) {
+            return Some((
+                "max_concurrency",
+                format!("is {}; use 1..=1024", self.max_concurrency),
+            ));
+        }
+        if self.retries > 100 {
+            return Some(("retries", format!("is {}; use 0..=100", self.retries)));
+        }
+        if self.max_tokens == 0 {
+            return Some(("max_tokens", "must be at least 1".into()));
+        }
+        None
+    }
 }
 
 impl Default for LmJudgeConfig {
@@ -164,6 +195,11 @@ fn to_strategies(ids: &[Option<i64>]) -> Vec<Strategy> {
 impl LmJudge {
     /// A judge for `cfg`; reads the prompt file and the API key now.
     pub fn new(cfg: LmJudgeConfig) -> Result<Self, JudgeError> {
+        if let Some((key, message)) = cfg.problem() {
+            return Err(JudgeError::Failed(format!(
+                "judge setting `{key}`: {message}"
+            )));
+        }
         let template = match prompts::builtin(&cfg.prompt) {
             Some(t) => t,
             None => std::fs::read_to_string(&cfg.prompt).map_err(|e| {

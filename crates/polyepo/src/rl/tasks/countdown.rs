@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, PromptStyle, Task, strategy_id};
+use super::{Prompt, PromptStyle, Task, draw_prompts, strategy_id};
+use crate::rl::config::ConfigError;
 
 /// Characters of the compact texts (the tiny model's alphabet).
 pub const ALPHABET: &str = "0123456789+-*/()=,>NT ";
@@ -248,42 +249,43 @@ fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
 
 impl Countdown {
     /// Generates prompts whose targets some expression reaches (an integer in 1..=200).
-    pub fn new(cfg: &CountdownConfig) -> Self {
+    pub fn new(cfg: &CountdownConfig) -> Result<Self, ConfigError> {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let instruct = cfg.style == PromptStyle::Instruct;
-        let mut make = |n: usize, max: i64| {
-            let mut prompts = Vec::with_capacity(n);
-            while prompts.len() < n {
-                let numbers: Vec<i64> = (0..cfg.numbers.max(2))
-                    .map(|_| rng.random_range(1..=max))
-                    .collect();
-                let e = random_expr(&numbers, &mut rng);
-                let Some((target, 1)) = eval(&e) else {
-                    continue;
-                };
-                if !(1..=200).contains(&target) {
-                    continue;
-                }
-                let listed: Vec<String> = numbers.iter().map(i64::to_string).collect();
-                let text = if instruct {
-                    format!(
-                        "Using the numbers {} (each at most once) and + - * / with parentheses, write an expression equal to {target}. Reply with the expression only.",
-                        listed.join(", ")
-                    )
-                } else {
-                    format!("N={} T={target}>", listed.join(","))
-                };
-                prompts.push(Prompt { text, reference: serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) }) });
+        let mut draw = |max: i64| {
+            let numbers: Vec<i64> = (0..cfg.numbers.max(2))
+                .map(|_| rng.random_range(1..=max))
+                .collect();
+            let e = random_expr(&numbers, &mut rng);
+            let Some((target, 1)) = eval(&e) else {
+                return None;
+            };
+            if !(1..=200).contains(&target) {
+                return None;
             }
-            prompts
+            let listed: Vec<String> = numbers.iter().map(i64::to_string).collect();
+            let text = if instruct {
+                format!(
+                    "Using the numbers {} (each at most once) and + - * / with parentheses, write an expression equal to {target}. Reply with the expression only.",
+                    listed.join(", ")
+                )
+            } else {
+                format!("N={} T={target}>", listed.join(","))
+            };
+            Some(Prompt {
+                text,
+                reference: serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) }),
+            })
         };
-        let train = make(cfg.train_prompts, cfg.max_number);
-        let eval = make(cfg.eval_prompts, cfg.max_number * 4);
-        Self {
+        let train = draw_prompts(cfg.train_prompts, "task.countdown", || draw(cfg.max_number))?;
+        let eval = draw_prompts(cfg.eval_prompts, "task.countdown", || {
+            draw(cfg.max_number.saturating_mul(4))
+        })?;
+        Ok(Self {
             train,
             eval,
             instruct,
-        }
+        })
     }
 
     fn answer(&self, response: &str) -> Option<Expr> {
@@ -359,7 +361,7 @@ mod tests {
 
     #[test]
     fn grades_and_labels_expressions() {
-        let task = Countdown::new(&CountdownConfig::default());
+        let task = Countdown::new(&CountdownConfig::default()).unwrap();
         let p = prompt(24, &[3, 8, 2, 5]);
         assert_eq!(task.reward(&p, "3*8"), 1.0);
         assert_eq!(task.reward(&p, "(5+3)*(8/2)-8"), 0.0, "8 used twice");
@@ -387,14 +389,15 @@ mod tests {
         let instruct = Countdown::new(&CountdownConfig {
             style: PromptStyle::Instruct,
             ..CountdownConfig::default()
-        });
+        })
+        .unwrap();
         assert_eq!(instruct.reward(&p, "Sure!\n(5 - 2) * 8 = 24"), 1.0);
     }
 
     #[test]
     fn prompts_are_solvable_and_held_out_numbers_are_larger() {
         let cfg = CountdownConfig::default();
-        let task = Countdown::new(&cfg);
+        let task = Countdown::new(&cfg).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for p in task.train_prompts() {
             let demo = task.demonstration(p, 0.0, &mut rng).unwrap();

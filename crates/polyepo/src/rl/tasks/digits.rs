@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, Task, skewed_pick, strategy_id};
+use super::{Prompt, Task, draw_prompts, skewed_pick, strategy_id};
+use crate::rl::config::ConfigError;
 
 /// Characters of the task's texts.
 pub const ALPHABET: &str = "0123456789=,>SAD ";
@@ -104,35 +105,31 @@ fn valid_digits(response: &str, allowed: &[i64], len: usize) -> Option<Vec<i64>>
 
 impl Digits {
     /// Generates the train and held-out prompts.
-    pub fn new(cfg: &DigitsConfig) -> Self {
+    pub fn new(cfg: &DigitsConfig) -> Result<Self, ConfigError> {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let novel: Vec<i64> = (1..=9).filter(|d| !cfg.train_digits.contains(d)).collect();
-        let mut make = |n: usize, held_out: bool| {
-            let mut prompts = Vec::with_capacity(n);
-            while prompts.len() < n {
-                let mut allowed = cfg.train_digits.clone();
-                allowed.shuffle(&mut rng);
-                allowed.truncate(cfg.set_size);
-                if held_out {
-                    allowed[0] = *novel.choose(&mut rng).unwrap_or(&9);
-                }
-                allowed.sort_unstable_by(|a, b| b.cmp(a));
-                allowed.dedup();
-                let len = *cfg.lengths.choose(&mut rng).unwrap_or(&3);
-                let sum = rng.random_range(len as i64..=9 * len as i64);
-                if solutions(&allowed, sum, len).len() >= 3 {
-                    let digits: Vec<String> = allowed.iter().map(i64::to_string).collect();
-                    prompts.push(Prompt {
-                        text: format!("S={sum} A={} D={len}>", digits.join(",")),
-                        reference: serde_json::json!({ "sum": sum, "allowed": allowed, "len": len }),
-                    });
-                }
+        let mut draw = |held_out: bool| {
+            let mut allowed = cfg.train_digits.clone();
+            allowed.shuffle(&mut rng);
+            allowed.truncate(cfg.set_size);
+            if held_out {
+                allowed[0] = *novel.choose(&mut rng).unwrap_or(&9);
             }
-            prompts
+            allowed.sort_unstable_by(|a, b| b.cmp(a));
+            allowed.dedup();
+            let len = *cfg.lengths.choose(&mut rng).unwrap_or(&3);
+            let sum = rng.random_range(len as i64..=9 * len as i64);
+            (solutions(&allowed, sum, len).len() >= 3).then(|| {
+                let digits: Vec<String> = allowed.iter().map(i64::to_string).collect();
+                Prompt {
+                    text: format!("S={sum} A={} D={len}>", digits.join(",")),
+                    reference: serde_json::json!({ "sum": sum, "allowed": allowed, "len": len }),
+                }
+            })
         };
-        let train = make(cfg.train_prompts, false);
-        let eval = make(cfg.eval_prompts, true);
-        Self { train, eval }
+        let train = draw_prompts(cfg.train_prompts, "task.digits", || draw(false))?;
+        let eval = draw_prompts(cfg.eval_prompts, "task.digits", || draw(true))?;
+        Ok(Self { train, eval })
     }
 }
 
@@ -191,7 +188,7 @@ mod tests {
 
     #[test]
     fn grades_labels_and_demonstrates() {
-        let task = Digits::new(&DigitsConfig::default());
+        let task = Digits::new(&DigitsConfig::default()).unwrap();
         let p = Prompt {
             text: "S=14 A=5,3,2 D=4>".into(),
             reference: serde_json::json!({"sum": 14, "allowed": [5, 3, 2], "len": 4}),

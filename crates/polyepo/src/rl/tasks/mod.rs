@@ -10,6 +10,8 @@ pub mod reach;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
+use crate::rl::config::ConfigError;
+
 /// How a built-in task words its prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -18,6 +20,37 @@ pub enum PromptStyle {
     Compact,
     /// An English request sent through the chat template, for instruction-tuned models.
     Instruct,
+}
+
+/// Most candidate draws per requested prompt before a prompt generator gives up.
+const DRAWS_PER_PROMPT: usize = 1000;
+
+/// Draws `n` prompts from `draw`, which may reject a candidate (`None`). Gives up after a
+/// bounded number of draws, so that settings under which good prompts are rare or impossible
+/// fail with an error naming `key` instead of hanging.
+pub fn draw_prompts(
+    n: usize,
+    key: &str,
+    mut draw: impl FnMut() -> Option<Prompt>,
+) -> Result<Vec<Prompt>, ConfigError> {
+    let limit = DRAWS_PER_PROMPT.saturating_mul(n.max(1));
+    let mut prompts = Vec::with_capacity(n.min(1 << 16));
+    let mut draws = 0;
+    while prompts.len() < n {
+        if draws == limit {
+            return Err(ConfigError {
+                origin: "config".into(),
+                key: key.into(),
+                message: format!(
+                    "only {} of {n} prompts after {limit} draws: these settings rarely make a prompt with several solutions; allow more values or other sizes",
+                    prompts.len()
+                ),
+            });
+        }
+        draws += 1;
+        prompts.extend(draw());
+    }
+    Ok(prompts)
 }
 
 /// One prompt and what the verifier needs to grade answers to it.

@@ -14,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, PromptStyle, Task, strategy_id};
+use super::{Prompt, PromptStyle, Task, draw_prompts, strategy_id};
+use crate::rl::config::ConfigError;
 
 /// Longest answer that earns a reward.
 pub const MAX_STEPS: usize = 4;
@@ -163,7 +164,7 @@ pub fn answer_text(steps: &[i64]) -> String {
 
 impl Reach {
     /// Generates the train and held-out prompts.
-    pub fn new(cfg: &ReachConfig) -> Self {
+    pub fn new(cfg: &ReachConfig) -> Result<Self, ConfigError> {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let all: Vec<i64> = (1..=9).chain((1..=9).map(|s| -s)).collect();
         let novel: Vec<i64> = all
@@ -171,49 +172,42 @@ impl Reach {
             .copied()
             .filter(|s| !cfg.train_steps.contains(s))
             .collect();
-        let make = |n: usize, held_out: bool, rng: &mut ChaCha8Rng| {
-            let mut prompts = Vec::with_capacity(n);
-            while prompts.len() < n {
-                let mut allowed: Vec<i64> = if held_out {
-                    // At least one step never seen in training.
-                    let mut a = vec![*novel.choose(rng).unwrap_or(&9)];
-                    while a.len() < cfg.set_size {
-                        let s = *all.choose(rng).unwrap_or(&1);
-                        if !a.contains(&s) {
-                            a.push(s);
-                        }
+        let mut draw = |held_out: bool| {
+            let mut allowed: Vec<i64> = if held_out {
+                // At least one step never seen in training.
+                let mut a = vec![*novel.choose(&mut rng).unwrap_or(&9)];
+                while a.len() < cfg.set_size {
+                    let s = *all.choose(&mut rng).unwrap_or(&1);
+                    if !a.contains(&s) {
+                        a.push(s);
                     }
-                    a
-                } else {
-                    let mut pool = cfg.train_steps.clone();
-                    pool.shuffle(rng);
-                    pool.truncate(cfg.set_size);
-                    pool
-                };
-                allowed.sort_unstable_by(|a, b| b.cmp(a));
-                let target = rng.random_range(-6..=12);
-                let sols = solutions(&allowed, target);
-                // Prompts with several strategies only: exploration must matter.
-                if sols.len() >= 3 {
-                    prompts.push(Prompt {
-                        text: if cfg.style == PromptStyle::Instruct {
-                            instruct_text(target, &allowed)
-                        } else {
-                            prompt_text(target, &allowed)
-                        },
-                        reference: serde_json::json!({ "target": target, "allowed": allowed }),
-                    });
                 }
-            }
-            prompts
+                a
+            } else {
+                let mut pool = cfg.train_steps.clone();
+                pool.shuffle(&mut rng);
+                pool.truncate(cfg.set_size);
+                pool
+            };
+            allowed.sort_unstable_by(|a, b| b.cmp(a));
+            let target = rng.random_range(-6..=12);
+            // Prompts with several strategies only: exploration must matter.
+            (solutions(&allowed, target).len() >= 3).then(|| Prompt {
+                text: if cfg.style == PromptStyle::Instruct {
+                    instruct_text(target, &allowed)
+                } else {
+                    prompt_text(target, &allowed)
+                },
+                reference: serde_json::json!({ "target": target, "allowed": allowed }),
+            })
         };
-        let train = make(cfg.train_prompts, false, &mut rng);
-        let eval = make(cfg.eval_prompts, true, &mut rng);
-        Self {
+        let train = draw_prompts(cfg.train_prompts, "task.reach", || draw(false))?;
+        let eval = draw_prompts(cfg.eval_prompts, "task.reach", || draw(true))?;
+        Ok(Self {
             train,
             eval,
             instruct: cfg.style == PromptStyle::Instruct,
-        }
+        })
     }
 
     /// The answer part of a response: all of it in compact style, the last run of steps in
@@ -307,7 +301,7 @@ mod tests {
 
     #[test]
     fn parses_grades_and_labels() {
-        let task = Reach::new(&ReachConfig::default());
+        let task = Reach::new(&ReachConfig::default()).unwrap();
         let p = Prompt {
             text: prompt_text(7, &[5, 3, -1]),
             reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
@@ -333,7 +327,7 @@ mod tests {
             style: PromptStyle::Instruct,
             ..ReachConfig::default()
         };
-        let task = Reach::new(&cfg);
+        let task = Reach::new(&cfg).unwrap();
         assert!(task.wants_chat_template());
         let p = Prompt {
             text: instruct_text(7, &[5, 3, -1]),
@@ -357,7 +351,7 @@ mod tests {
     #[test]
     fn prompts_have_several_solutions_and_held_out_sets_are_new() {
         let cfg = ReachConfig::default();
-        let task = Reach::new(&cfg);
+        let task = Reach::new(&cfg).unwrap();
         assert_eq!(task.train_prompts().len(), cfg.train_prompts);
         assert_eq!(task.eval_prompts().len(), cfg.eval_prompts);
         for p in task.train_prompts() {
@@ -373,7 +367,7 @@ mod tests {
 
     #[test]
     fn demonstrations_are_correct_and_skewed() {
-        let task = Reach::new(&ReachConfig::default());
+        let task = Reach::new(&ReachConfig::default()).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let p = &task.train_prompts()[0];
         let mut seen = std::collections::HashMap::new();

@@ -76,9 +76,9 @@ pub struct RunSummary {
 /// The task `cfg` describes.
 pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
     Ok(match cfg.task.kind {
-        TaskKind::Reach => Box::new(Reach::new(&cfg.task.reach)),
-        TaskKind::Digits => Box::new(Digits::new(&cfg.task.digits)),
-        TaskKind::Countdown => Box::new(Countdown::new(&cfg.task.countdown)),
+        TaskKind::Reach => Box::new(Reach::new(&cfg.task.reach)?),
+        TaskKind::Digits => Box::new(Digits::new(&cfg.task.digits)?),
+        TaskKind::Countdown => Box::new(Countdown::new(&cfg.task.countdown)?),
         TaskKind::Jsonl => {
             let jsonl = cfg.task.jsonl.as_ref().ok_or_else(|| {
                 TrainError::from(crate::rl::config::ConfigError {
