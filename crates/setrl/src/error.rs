@@ -65,6 +65,16 @@ pub enum SetRlError {
         /// The configured maximum.
         limit: u64,
     },
+    /// Finite rewards so large that an advantage overflowed (e.g. rewards near 1e308).
+    #[error(
+        "advantage {index} is {value}: the rewards are too large to average in floating point; rescale them"
+    )]
+    NonFiniteAdvantage {
+        /// Position of the generation in the group.
+        index: usize,
+        /// The overflowed value.
+        value: f64,
+    },
     /// The sampled estimator needs at least one set per generation.
     #[error("the sampled estimator needs at least one set per generation (got 0)")]
     NoSampledSets,

@@ -5,7 +5,7 @@
 use crate::advantages::Advantages;
 use crate::baselines::{diversity_bonus, drgrpo, grpo};
 use crate::enumerate::enumerate;
-use crate::error::Result;
+use crate::error::{Result, SetRlError};
 use crate::group::Group;
 use crate::objective::Objective;
 use crate::sampled::sampled;
@@ -111,9 +111,23 @@ impl Method {
     /// The advantages of `group`.
     ///
     /// # Errors
-    /// A set size outside 1..=N, an enumeration or sampling beyond its `max_sets`, or a
-    /// sampled estimator with no sets.
+    /// A set size outside 1..=N, an enumeration or sampling beyond its `max_sets`, a
+    /// sampled estimator with no sets, or finite rewards so large that an advantage
+    /// overflows.
     pub fn compute(&self, group: &Group) -> Result<Advantages> {
+        let advantages = self.compute_unchecked(group)?;
+        match advantages
+            .advantages
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !a.is_finite())
+        {
+            Some((index, &value)) => Err(SetRlError::NonFiniteAdvantage { index, value }),
+            None => Ok(advantages),
+        }
+    }
+
+    fn compute_unchecked(&self, group: &Group) -> Result<Advantages> {
         match *self {
             Method::Set {
                 objective,
@@ -131,7 +145,7 @@ impl Method {
                 } => {
                     let work = (sets as u64).saturating_mul(group.len() as u64);
                     if work > max_sets {
-                        return Err(crate::SetRlError::TooManySampledSets {
+                        return Err(SetRlError::TooManySampledSets {
                             group_size: group.len(),
                             sets,
                             limit: max_sets,
@@ -237,6 +251,16 @@ mod tests {
                 estimator: Estimator::Exact
             }
             .needs_labels()
+        );
+    }
+
+    #[test]
+    fn overflowing_advantages_are_an_error() {
+        let g = Group::unlabelled(vec![1e308, 1e308, 0.0]).unwrap();
+        let err = Method::DrGrpo.compute(&g).unwrap_err();
+        assert!(
+            matches!(err, SetRlError::NonFiniteAdvantage { .. }),
+            "{err}"
         );
     }
 

@@ -148,7 +148,12 @@ pub fn compare(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if !run.is_finished() {
-            let resume = run.latest_checkpoint().is_some();
+            let resume = run.has_checkpoint();
+            if !resume && dir.exists() {
+                // Stopped before its first checkpoint: nothing worth keeping, and this
+                // comparison owns the directory, so the run starts again.
+                std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+            }
             let summary = train(
                 &cfg,
                 &dir,

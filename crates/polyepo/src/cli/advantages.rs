@@ -1,11 +1,14 @@
 //! `polyepo advantages [FILE]`: marginal set advantages for JSON Lines groups.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use polyepo::rl::advantage_request::{RequestOptions, parse_request};
+
+/// Longest input line (one group); far above any real group.
+const MAX_LINE_BYTES: u64 = 64 << 20;
 
 /// Arguments of `polyepo advantages`.
 #[derive(Debug, Args)]
@@ -44,17 +47,34 @@ pub fn run(args: &AdvantagesArgs) -> Result<()> {
         max_sets: args.max_sets,
     };
     let mut out = std::io::stdout().lock();
-    for (index, line) in reader.lines().enumerate() {
-        let number = index + 1;
-        let line = line.with_context(|| format!("{source_name}:{number}: cannot read"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    let mut reader = reader;
+    let mut buf = Vec::new();
+    for number in 1.. {
         let bad = |reason: String| BadInput {
             source_name: source_name.clone(),
             line: number,
             reason,
         };
+        buf.clear();
+        // Bounded: a line without an end (e.g. /dev/zero) cannot take all memory.
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("{source_name}:{number}: cannot read"))?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() as u64 > MAX_LINE_BYTES && !buf.ends_with(b"\n") {
+            return Err(bad(format!(
+                "longer than {} MiB: one group per line",
+                MAX_LINE_BYTES >> 20
+            ))
+            .into());
+        }
+        let line = std::str::from_utf8(&buf).map_err(|e| bad(format!("not UTF-8 text ({e})")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let request = parse_request(&line).map_err(|e| bad(e.to_string()))?;
         let reply = request.compute(options).map_err(|e| bad(e.to_string()))?;
         serde_json::to_writer(&mut out, &reply)?;

@@ -54,7 +54,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing this step and saving; re-run the same command to resume");
+        eprintln!(
+            "\nCtrl-C or SIGTERM: finishing this step and saving; re-run the same command to resume"
+        );
     })?;
     let runs = (algos.len() * seeds.len()) as u64;
     let steps = cfg.run.steps;

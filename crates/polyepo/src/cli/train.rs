@@ -59,7 +59,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             // A second Ctrl-C: the user really wants out.
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing this step, saving a checkpoint (Ctrl-C again to abort)");
+        eprintln!(
+            "\nCtrl-C or SIGTERM: finishing this step, saving a checkpoint (Ctrl-C again to abort)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
 

@@ -151,6 +151,7 @@ impl AdvantageRequest {
         let advantages = method.compute(&group).map_err(|e| {
             let field = match e {
                 setrl::SetRlError::TooManySampledSets { .. } => "sets",
+                setrl::SetRlError::NonFiniteAdvantage { .. } => "rewards",
                 _ => "set_size",
             };
             RequestError::new(field, e.to_string())

@@ -5,6 +5,27 @@ use std::path::Path;
 
 use super::{ConfigError, TrainConfig, err};
 
+/// Largest configuration file read: far above any real one, and a bound on what a wrong
+/// path (a device, a huge file) can cost.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of a configuration file, refusing files over [`MAX_CONFIG_BYTES`].
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "is larger than {} KiB: not a polyepo configuration (see `polyepo config`)",
+            MAX_CONFIG_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("is not UTF-8 text ({e})"))
+}
+
 /// Parses a `--set` value: TOML syntax when it parses (numbers, booleans, arrays, quoted
 /// strings), a bare string otherwise.
 fn parse_value(raw: &str) -> toml::Value {
@@ -19,8 +40,8 @@ impl TrainConfig {
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
         let (mut doc, origin) = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err(&path.display().to_string(), "(file)", e.to_string()))?;
+                let text = read_config_file(path)
+                    .map_err(|e| err(&path.display().to_string(), "(file)", e))?;
                 let doc: toml::Table = toml::from_str(&text)
                     .map_err(|e| err(&path.display().to_string(), "(syntax)", e.to_string()))?;
                 (doc, path.display().to_string())

@@ -23,6 +23,19 @@ pub enum TrainError {
     /// Computing advantages failed.
     #[error(transparent)]
     SetRl(#[from] setrl::SetRlError),
+    /// A loss, gradient or weight became NaN or infinite: the run stops before the value
+    /// reaches the weights or a checkpoint.
+    #[error(
+        "step {step}: {quantity} is {value}, not a finite number; the run stopped before applying it (checkpoints hold only finite weights). Lower optim.lr, set optim.grad_clip, or check the rewards"
+    )]
+    NonFinite {
+        /// The RL step (1-based) during which it happened; 0 when not yet known.
+        step: u64,
+        /// What became non-finite (`loss`, `gradient norm`, a weight's name, ...).
+        quantity: String,
+        /// Its value.
+        value: f64,
+    },
     /// A file of the run directory could not be read or written.
     #[error("{path}: {message}")]
     Io {
@@ -39,6 +52,22 @@ impl TrainError {
         Self::Io {
             path: path.into(),
             message: e.to_string(),
+        }
+    }
+}
+
+impl TrainError {
+    /// The same error, placed at RL step `step` when it is a [`TrainError::NonFinite`].
+    pub fn at_step(self, step: u64) -> Self {
+        match self {
+            TrainError::NonFinite {
+                quantity, value, ..
+            } => TrainError::NonFinite {
+                step,
+                quantity,
+                value,
+            },
+            other => other,
         }
     }
 }

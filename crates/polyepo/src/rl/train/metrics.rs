@@ -8,79 +8,98 @@ use setrl::Strategy;
 
 use super::rollout::{Sample, StageSeconds};
 
+/// JSON has no NaN or infinity: serde_json writes a non-finite value as `null`. Reading
+/// `null` back as NaN keeps every metrics line readable, so a run that went non-finite can
+/// still be resumed from an earlier checkpoint and reported.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Everything logged for one RL step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     /// Step number (1-based).
     pub step: u64,
     /// Mean reward over all generations.
-    #[serde(rename = "reward/mean")]
+    #[serde(rename = "reward/mean", deserialize_with = "null_as_nan")]
     pub reward_mean: f64,
     /// Fraction of prompts with at least one correct generation.
-    #[serde(rename = "reward/prompt_success_rate")]
+    #[serde(
+        rename = "reward/prompt_success_rate",
+        deserialize_with = "null_as_nan"
+    )]
     pub success_rate: f64,
     /// Distinct non-degenerate strategies per prompt.
-    #[serde(rename = "diversity/clusters_all")]
+    #[serde(rename = "diversity/clusters_all", deserialize_with = "null_as_nan")]
     pub clusters_all: f64,
     /// Distinct strategies among correct generations, per prompt.
-    #[serde(rename = "diversity/clusters_correct")]
+    #[serde(
+        rename = "diversity/clusters_correct",
+        deserialize_with = "null_as_nan"
+    )]
     pub clusters_correct: f64,
     /// Distinct strategies among incorrect generations, per prompt.
-    #[serde(rename = "diversity/clusters_incorrect")]
+    #[serde(
+        rename = "diversity/clusters_incorrect",
+        deserialize_with = "null_as_nan"
+    )]
     pub clusters_incorrect: f64,
     /// Degenerate generations per prompt.
-    #[serde(rename = "diversity/degenerate")]
+    #[serde(rename = "diversity/degenerate", deserialize_with = "null_as_nan")]
     pub degenerate: f64,
     /// Fraction of generations with a positive advantage.
-    #[serde(rename = "advantage/positive_fraction")]
+    #[serde(
+        rename = "advantage/positive_fraction",
+        deserialize_with = "null_as_nan"
+    )]
     pub positive_adv: f64,
     /// Mean response length in tokens.
-    #[serde(rename = "rollout/response_tokens")]
+    #[serde(rename = "rollout/response_tokens", deserialize_with = "null_as_nan")]
     pub response_len: f64,
     /// Policy-gradient loss.
-    #[serde(rename = "losses/policy_loss")]
+    #[serde(rename = "losses/policy_loss", deserialize_with = "null_as_nan")]
     pub pg_loss: f64,
     /// Fraction of clipped tokens.
-    #[serde(rename = "losses/clipfrac")]
+    #[serde(rename = "losses/clipfrac", deserialize_with = "null_as_nan")]
     pub clipfrac: f64,
     /// KL(π_old‖π) estimate.
-    #[serde(rename = "losses/approx_kl")]
+    #[serde(rename = "losses/approx_kl", deserialize_with = "null_as_nan")]
     pub approx_kl: f64,
     /// KL to the reference policy.
-    #[serde(rename = "losses/ref_kl")]
+    #[serde(rename = "losses/ref_kl", deserialize_with = "null_as_nan")]
     pub ref_kl: f64,
     /// Mean per-token entropy of the policy on its responses.
-    #[serde(rename = "losses/entropy")]
+    #[serde(rename = "losses/entropy", deserialize_with = "null_as_nan")]
     pub entropy: f64,
     /// Global gradient norm before clipping (mean over mini-batches).
-    #[serde(rename = "losses/grad_norm")]
+    #[serde(rename = "losses/grad_norm", deserialize_with = "null_as_nan")]
     pub grad_norm: f64,
     /// Learning rate of the last optimizer step.
-    #[serde(rename = "charts/learning_rate")]
+    #[serde(rename = "charts/learning_rate", deserialize_with = "null_as_nan")]
     pub lr: f64,
     /// Generated tokens per second during sampling.
-    #[serde(rename = "perf/rollout_tokens_per_s")]
+    #[serde(rename = "perf/rollout_tokens_per_s", deserialize_with = "null_as_nan")]
     pub tokens_per_s: f64,
     /// Seconds sampling.
-    #[serde(rename = "time/rollout")]
+    #[serde(rename = "time/rollout", deserialize_with = "null_as_nan")]
     pub time_rollout: f64,
     /// Seconds rewarding and labelling.
-    #[serde(rename = "time/judge")]
+    #[serde(rename = "time/judge", deserialize_with = "null_as_nan")]
     pub time_judge: f64,
     /// Seconds computing advantages.
-    #[serde(rename = "time/advantage")]
+    #[serde(rename = "time/advantage", deserialize_with = "null_as_nan")]
     pub time_advantage: f64,
     /// Seconds updating the policy.
-    #[serde(rename = "time/update")]
+    #[serde(rename = "time/update", deserialize_with = "null_as_nan")]
     pub time_update: f64,
     /// LM judge requests this step (retries included; 0 with the task's labeler).
-    #[serde(rename = "judge/calls", default)]
+    #[serde(rename = "judge/calls", default, deserialize_with = "null_as_nan")]
     pub judge_calls: f64,
     /// LM judge retries this step.
-    #[serde(rename = "judge/retries", default)]
+    #[serde(rename = "judge/retries", default, deserialize_with = "null_as_nan")]
     pub judge_retries: f64,
     /// Groups the LM judge failed to label this step (all reasons).
-    #[serde(rename = "judge/failures", default)]
+    #[serde(rename = "judge/failures", default, deserialize_with = "null_as_nan")]
     pub judge_failures: f64,
     /// Failures by reason this step (`timeout`, `connection`, `http-503`, `invalid-reply`, ...).
     #[serde(
@@ -90,7 +109,7 @@ pub struct StepMetrics {
     )]
     pub judge_failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Seconds spent waiting for the LM judge this step.
-    #[serde(rename = "judge/latency_s", default)]
+    #[serde(rename = "judge/latency_s", default, deserialize_with = "null_as_nan")]
     pub judge_latency: f64,
 }
 

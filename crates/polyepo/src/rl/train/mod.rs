@@ -162,7 +162,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
     let update_settings = update::UpdateSettings::of(cfg);
     let mut step = if opts.resume {
-        run.restore(&policy, &mut opt)?
+        run.restore(&policy, &mut opt, &mut |m| on_event(Event::Log(m)))?
     } else {
         0
     };
@@ -193,7 +193,8 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
 
         // Policy update.
         let start = std::time::Instant::now();
-        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings)?;
+        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings)
+            .map_err(|e| e.at_step(step + 1))?;
         step += 1;
 
         // Log.

@@ -28,6 +28,9 @@ use polyepo_engine::optim::AdamW;
 /// How many checkpoints to keep (older ones are deleted once a newer one is complete).
 const KEEP_CHECKPOINTS: usize = 2;
 
+/// The tensor files of a checkpoint, each covered by a checksum in `state.json`.
+const CHECKPOINT_FILES: [&str; 2] = ["weights.safetensors", "optimizer.safetensors"];
+
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CheckpointState {
@@ -35,6 +38,31 @@ struct CheckpointState {
     step: u64,
     /// Optimizer steps taken (for bias correction and the schedule).
     optimizer_steps: u64,
+    /// CRC-32C of each tensor file, taken as it was written: flipped bytes are caught on
+    /// resume (absent in checkpoints written before checksums were recorded).
+    #[serde(default)]
+    checksums: std::collections::BTreeMap<String, u32>,
+}
+
+/// CRC-32C of a file's bytes.
+fn checksum(path: &Path) -> TrainResult<u32> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    Ok(crc32c::crc32c(&bytes))
+}
+
+/// The first trainable tensor that holds a NaN or an infinity, with its value.
+fn first_non_finite(policy: &Policy) -> TrainResult<Option<(String, f64)>> {
+    for (name, var) in &policy.vars {
+        let total = var
+            .as_tensor()
+            .to_dtype(candle_core::DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+        if !total.is_finite() {
+            return Ok(Some((name.clone(), total)));
+        }
+    }
+    Ok(None)
 }
 
 /// A run's directory.
@@ -50,10 +78,17 @@ impl RunDir {
         let run = Self {
             root: root.to_owned(),
         };
-        if !resume && run.latest_checkpoint().is_some() {
+        // A fresh run never mixes with an earlier one's metrics or checkpoints.
+        let earlier = [
+            run.config_path(),
+            run.metrics_path(),
+            run.checkpoints(),
+            run.final_model(),
+        ];
+        if !resume && earlier.iter().any(|p| p.exists()) {
             return Err(TrainError::io(
                 root,
-                "already holds a run with checkpoints: pass `--resume` to continue it, or choose another `--out` / run.name",
+                "already holds a run: pass `--resume` to continue it, or choose another `--out` / run.name",
             ));
         }
         std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
@@ -134,17 +169,50 @@ impl RunDir {
         self.root.join("checkpoints")
     }
 
-    /// The newest complete checkpoint, if any.
+    /// The newest complete checkpoint the `latest` pointer names, if any.
     pub fn latest_checkpoint(&self) -> Option<PathBuf> {
         let name = std::fs::read_to_string(self.checkpoints().join("latest")).ok()?;
         let dir = self.checkpoints().join(name.trim());
         dir.join("state.json").exists().then_some(dir)
     }
 
+    /// Every `step-N` checkpoint directory, newest first (the `latest` pointer's first).
+    fn checkpoint_candidates(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.checkpoints())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.reverse();
+        if let Some(latest) = self.latest_checkpoint() {
+            dirs.retain(|d| *d != latest);
+            dirs.insert(0, latest);
+        }
+        dirs
+    }
+
+    /// Whether there is any checkpoint to resume from.
+    pub fn has_checkpoint(&self) -> bool {
+        !self.checkpoint_candidates().is_empty()
+    }
+
     /// Writes a checkpoint for `step`: into a temp directory, renamed into place, then the
     /// `latest` pointer is replaced atomically. A crash at any point leaves the previous
     /// checkpoint intact and pointed to.
     pub fn save_checkpoint(&self, step: u64, policy: &Policy, opt: &AdamW) -> TrainResult<PathBuf> {
+        // Only finite weights are saved, so rotation never drops the last good checkpoint.
+        if let Some((name, value)) = first_non_finite(policy)? {
+            return Err(TrainError::NonFinite {
+                step,
+                quantity: format!("weight `{name}` (its sum)"),
+                value,
+            });
+        }
         let name = format!("step-{step:06}");
         let dir = self.checkpoints().join(&name);
         let tmp = self.checkpoints().join(format!(".{name}.tmp"));
@@ -157,9 +225,14 @@ impl RunDir {
             .collect();
         save_tensors(&tmp.join("weights.safetensors"), &weights)?;
         save_tensors(&tmp.join("optimizer.safetensors"), &opt.state_tensors()?)?;
+        let checksums = CHECKPOINT_FILES
+            .iter()
+            .map(|f| Ok((f.to_string(), checksum(&tmp.join(f))?)))
+            .collect::<TrainResult<_>>()?;
         let state = CheckpointState {
             step,
             optimizer_steps: opt.steps_taken(),
+            checksums,
         };
         let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::io(&tmp, e))?;
         write_atomic(&tmp.join("state.json"), &json).map_err(|e| TrainError::io(&tmp, e))?;
@@ -189,23 +262,78 @@ impl RunDir {
         }
     }
 
-    /// Restores the newest checkpoint into `policy` and `opt`; returns the step it ended.
-    pub fn restore(&self, policy: &Policy, opt: &mut AdamW) -> TrainResult<u64> {
-        let dir = self
-            .latest_checkpoint()
-            .ok_or_else(|| TrainError::io(self.checkpoints(), "no checkpoint to resume from"))?;
+    /// Restores the newest valid checkpoint into `policy` and `opt` and returns the step it
+    /// ended with. A checkpoint is valid when its state parses, its files match the checksums
+    /// recorded when they were written, and its weights are finite; invalid ones are skipped
+    /// with a message through `log`, so a lost `latest` pointer or a corrupt newest checkpoint
+    /// falls back to the one before.
+    pub fn restore(
+        &self,
+        policy: &Policy,
+        opt: &mut AdamW,
+        log: &mut dyn FnMut(String),
+    ) -> TrainResult<u64> {
+        let candidates = self.checkpoint_candidates();
+        if candidates.is_empty() {
+            return Err(TrainError::io(
+                self.checkpoints(),
+                "no checkpoint to resume from (the run stopped before its first checkpoint): start it again without --resume in a new directory",
+            ));
+        }
+        let mut problems = Vec::new();
+        for dir in candidates {
+            match self.restore_from(&dir, policy, opt) {
+                Ok(step) => {
+                    log(format!("resuming from {} (step {step})", dir.display()));
+                    self.truncate_metrics(step)?;
+                    return Ok(step);
+                }
+                Err(e) => {
+                    log(format!("skipping checkpoint {}: {e}", dir.display()));
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        Err(TrainError::io(
+            self.checkpoints(),
+            format!(
+                "no valid checkpoint to resume from: {}",
+                problems.join("; ")
+            ),
+        ))
+    }
+
+    fn restore_from(&self, dir: &Path, policy: &Policy, opt: &mut AdamW) -> TrainResult<u64> {
         let state_path = dir.join("state.json");
         let text =
             std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
         let state: CheckpointState =
             serde_json::from_str(&text).map_err(|e| TrainError::io(&state_path, e))?;
+        for (file, expected) in &state.checksums {
+            let path = dir.join(file);
+            let found = checksum(&path)?;
+            if found != *expected {
+                return Err(TrainError::io(
+                    &path,
+                    format!(
+                        "checksum {found:08x} differs from {expected:08x} recorded when it was written: the file is corrupt"
+                    ),
+                ));
+            }
+        }
         let weights_path = dir.join("weights.safetensors");
         restore_vars(&policy.vars, &load_tensors(&weights_path)?, &weights_path)?;
+        if let Some((name, value)) = first_non_finite(policy)? {
+            return Err(TrainError::NonFinite {
+                step: state.step,
+                quantity: format!("weight `{name}` in {}", weights_path.display()),
+                value,
+            });
+        }
         opt.load_state(
             &load_tensors(&dir.join("optimizer.safetensors"))?,
             state.optimizer_steps,
         )?;
-        self.truncate_metrics(state.step)?;
         Ok(state.step)
     }
 
@@ -215,11 +343,20 @@ impl RunDir {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
-        let kept: String = text
-            .lines()
-            .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let mut kept = String::new();
+        for (i, line) in text.lines().enumerate() {
+            // A line that does not parse is an error, never silently dropped data.
+            let m: StepMetrics = serde_json::from_str(line).map_err(|e| {
+                TrainError::io(
+                    &path,
+                    format!("line {}: {e}; fix or remove that line", i + 1),
+                )
+            })?;
+            if m.step <= step {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
         write_atomic(&path, kept.as_bytes()).map_err(|e| TrainError::io(&path, e))
     }
 

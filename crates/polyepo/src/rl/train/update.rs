@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::error::TrainResult;
+use super::error::{TrainError, TrainResult};
 use super::policy::Policy;
 use super::rollout::Sample;
 use super::sequences::response_log_probs;
@@ -134,6 +134,16 @@ pub fn ppo_update(
                 1.0
             };
             let lr = optim.schedule.lr(optim.adamw.lr, opt.steps_taken());
+            // One non-finite value would poison every weight: stop before the step.
+            for (quantity, value) in [("policy loss", out.pg_loss), ("gradient norm", norm)] {
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step: 0,
+                        quantity: quantity.into(),
+                        value,
+                    });
+                }
+            }
             opt.step(&grads, lr, scale)?;
 
             // Entropy for the log, from the same logits without a graph.
