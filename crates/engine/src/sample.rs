@@ -105,11 +105,10 @@ pub fn generate(
             "a prompt is empty: every prompt needs at least one token",
         ));
     }
-    let model = model.detached();
-    let device = model.device().clone();
-    let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
-    let (b, prompt_len) = batch.dims()?;
-    let capacity = prompt_len + params.max_new_tokens;
+    // Checked before anything is allocated: the padded batch's attention mask alone is
+    // (B, 1, L, L), so a huge prompt must be refused from its length.
+    let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let capacity = prompt_len.saturating_add(params.max_new_tokens);
     if capacity > model.cfg.max_position_embeddings {
         return Err(ModelError::format(
             "sampling",
@@ -119,6 +118,10 @@ pub fn generate(
             ),
         ));
     }
+    let model = model.detached();
+    let device = model.device().clone();
+    let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
+    let b = prompts.len();
     let mut cache = KvCache::new(&model.cfg, b, capacity, model.dtype(), &device)?;
     let mut rngs: Vec<ChaCha8Rng> = (0..b)
         .map(|i| {

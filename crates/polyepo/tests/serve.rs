@@ -10,13 +10,16 @@ use polyepo_engine::model::load_model;
 use serde_json::{Value, json};
 
 fn server() -> (Server, String) {
-    let path = engine_common::smollm2_path();
-    let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
-    let limits = ServeLimits {
+    server_with(ServeLimits {
         max_new_tokens: 64,
         max_body_bytes: 4096,
         ..ServeLimits::default()
-    };
+    })
+}
+
+fn server_with(limits: ServeLimits) -> (Server, String) {
+    let path = engine_common::smollm2_path();
+    let loaded = load_model(&path, DType::F32, &Device::Cpu).unwrap();
     let s = Server::start(
         loaded.model,
         loaded.tokenizer,
@@ -141,4 +144,25 @@ fn bad_requests_get_4xx_with_a_reason() {
         200
     );
     server.shutdown();
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_before_any_allocation() {
+    // ~60k tokens (a 360 KB body, within the default 1 MiB limit) used to allocate a
+    // (60k × 60k) attention mask and get the server killed.
+    let (server, base) = server_with(ServeLimits::default());
+    let prompt = "hello ".repeat(60_000);
+    let (code, reply) = post(
+        &format!("{base}/completions"),
+        &json!({"prompt": prompt, "max_tokens": 4}).to_string(),
+    );
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.to_string().contains("context"), "{reply}");
+    // The server is still there for the next client.
+    let (code, _) = post(
+        &format!("{base}/completions"),
+        &json!({"prompt": "2+3=", "max_tokens": 2, "temperature": 0}).to_string(),
+    );
+    assert_eq!(code, 200);
+    drop(server);
 }

@@ -214,6 +214,7 @@ impl Server {
         limits: ServeLimits,
         threads: usize,
     ) -> Result<Self, String> {
+        let context = model.cfg.max_position_embeddings;
         let http = Arc::new(
             tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?,
         );
@@ -235,7 +236,7 @@ impl Server {
             let limits = limits.clone();
             handles.push(std::thread::spawn(move || {
                 while let Ok(request) = http.recv() {
-                    handle(request, &tx, &tokenizer, &name, &limits);
+                    handle(request, &tx, &tokenizer, &name, &limits, context);
                 }
             }));
         }
@@ -282,6 +283,7 @@ fn handle(
     tokenizer: &TextTokenizer,
     name: &str,
     limits: &ServeLimits,
+    context: usize,
 ) {
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
@@ -339,6 +341,16 @@ fn handle(
                 return Err(HttpError(400, "the prompt is empty".into()));
             }
             let prompt_tokens = prompt.len();
+            // Refused here, before the worker allocates anything for it.
+            if prompt_tokens.saturating_add(params.max_new_tokens) > context {
+                return Err(HttpError(
+                    400,
+                    format!(
+                        "the prompt has {prompt_tokens} tokens and max_tokens is {}: together they exceed the model's context of {context} tokens",
+                        params.max_new_tokens
+                    ),
+                ));
+            }
             let (reply_tx, reply_rx) = channel();
             jobs.send(Job {
                 prompt,
