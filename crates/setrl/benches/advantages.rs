@@ -3,7 +3,7 @@
 //! Run: `cargo bench -p setrl --bench advantages`.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use setrl::{DEFAULT_MAX_SETS, Group, Objective, Strategy, enumerate, sampled};
+use setrl::{DEFAULT_MAX_SETS, Group, Method, Objective, Strategy, enumerate, sampled};
 use std::hint::black_box;
 
 /// Sets drawn per generation by the sampled estimator in this benchmark.
@@ -33,6 +33,10 @@ fn bench(c: &mut Criterion) {
         let label = format!("N={big_n},n={n}");
         g.bench_with_input(BenchmarkId::new("exact", &label), &group, |b, grp| {
             b.iter(|| Objective::Polychromatic.exact(black_box(grp), n).unwrap())
+        });
+        // The same through the one dispatch the trainer uses (adds the finiteness check).
+        g.bench_with_input(BenchmarkId::new("method", &label), &group, |b, grp| {
+            b.iter(|| Method::polyepo(n).compute(black_box(grp)).unwrap())
         });
         if enumerate(&Objective::Polychromatic, &group, n, DEFAULT_MAX_SETS).is_ok() {
             g.bench_with_input(BenchmarkId::new("enumerate", &label), &group, |b, grp| {
