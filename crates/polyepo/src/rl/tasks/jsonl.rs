@@ -103,6 +103,10 @@ pub fn read_records(path: &Path) -> Result<Vec<Prompt>, JsonlError> {
         if record.prompt.trim().is_empty() {
             return Err(bad("field `prompt` is empty".into()));
         }
+        if answer.trim().is_empty() {
+            // No response could ever match it: every reward would be 0.
+            return Err(bad("field `answer` is empty: give the reference answer".into()));
+        }
         out.push(Prompt {
             text: record.prompt,
             reference: serde_json::json!({ "answer": answer }),
@@ -218,6 +222,9 @@ mod tests {
         std::fs::write(&path, "{\"prompt\": \"1+1?\", \"answer\": [2]}\n").unwrap();
         let err = read_records(&path).unwrap_err().to_string();
         assert!(err.contains(":1:") && err.contains("`answer`"), "{err}");
+        std::fs::write(&path, "{\"prompt\": \"1+1?\", \"answer\": \" \"}\n").unwrap();
+        let err = read_records(&path).unwrap_err().to_string();
+        assert!(err.contains(":1:") && err.contains("`answer` is empty"), "{err}");
         std::fs::write(&path, "{\"prompt\": \"1+1?\", \"answer\": \"2\"}\n").unwrap();
         let task = JsonlTask::new(&JsonlConfig {
             train: path.clone(),
