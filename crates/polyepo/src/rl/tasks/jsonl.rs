@@ -105,7 +105,9 @@ pub fn read_records(path: &Path) -> Result<Vec<Prompt>, JsonlError> {
         }
         if answer.trim().is_empty() {
             // No response could ever match it: every reward would be 0.
-            return Err(bad("field `answer` is empty: give the reference answer".into()));
+            return Err(bad(
+                "field `answer` is empty: give the reference answer".into()
+            ));
         }
         out.push(Prompt {
             text: record.prompt,
@@ -224,7 +226,10 @@ mod tests {
         assert!(err.contains(":1:") && err.contains("`answer`"), "{err}");
         std::fs::write(&path, "{\"prompt\": \"1+1?\", \"answer\": \" \"}\n").unwrap();
         let err = read_records(&path).unwrap_err().to_string();
-        assert!(err.contains(":1:") && err.contains("`answer` is empty"), "{err}");
+        assert!(
+            err.contains(":1:") && err.contains("`answer` is empty"),
+            "{err}"
+        );
         std::fs::write(&path, "{\"prompt\": \"1+1?\", \"answer\": \"2\"}\n").unwrap();
         let task = JsonlTask::new(&JsonlConfig {
             train: path.clone(),
