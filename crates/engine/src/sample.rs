@@ -93,74 +93,165 @@ pub fn generate(
     prompts: &[Vec<u32>],
     params: &SamplingParams,
 ) -> ModelResult<Vec<Generation>> {
-    params
-        .validate()
-        .map_err(|m| ModelError::format("sampling", m))?;
     if prompts.is_empty() {
+        params
+            .validate()
+            .map_err(|m| ModelError::format("sampling", m))?;
         return Ok(Vec::new());
     }
-    if prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::format(
-            "sampling",
-            "a prompt is empty: every prompt needs at least one token",
-        ));
+    let mut sampler = BatchSampler::new(model, tokenizer, prompts, params)?;
+    while !sampler.is_finished() {
+        sampler.step()?;
     }
-    // Checked before anything is allocated: the padded batch's attention mask alone is
-    // (B, 1, L, L), so a huge prompt must be refused from its length.
-    let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let capacity = prompt_len.saturating_add(params.max_new_tokens);
-    if capacity > model.cfg.max_position_embeddings {
-        return Err(ModelError::format(
-            "sampling",
-            format!(
-                "prompt ({prompt_len}) + max_new_tokens ({}) exceeds the model's context of {}",
-                params.max_new_tokens, model.cfg.max_position_embeddings
-            ),
-        ));
-    }
-    let model = model.detached();
-    let device = model.device().clone();
-    let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
-    let b = prompts.len();
-    let mut cache = KvCache::new(&model.cfg, b, capacity, model.dtype(), &device)?;
-    let mut rngs: Vec<ChaCha8Rng> = (0..b)
-        .map(|i| {
-            ChaCha8Rng::seed_from_u64(params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64)
-        })
-        .collect();
-    let mut out: Vec<Generation> = (0..b)
-        .map(|_| Generation {
-            tokens: Vec::new(),
-            text: String::new(),
-            log_probs: Vec::new(),
-            finish: FinishReason::Length,
-        })
-        .collect();
-    let mut done = vec![false; b];
-    let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
+    sampler.finish()
+}
 
-    // Prefill: the whole prompt batch; logits only at the last slot.
-    let hidden = model.forward_hidden(
-        &batch.tokens,
-        &batch.positions,
-        &batch.mask,
-        Some(&mut cache),
-    )?;
-    let mut logits = model.logits(&hidden.narrow(1, prompt_len - 1, 1)?)?;
-    for step in 0..params.max_new_tokens {
-        let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_dtype(DType::F32)?.to_vec2()?;
+/// A batch being generated one token per [`BatchSampler::step`]: the state [`generate`]
+/// keeps between steps, exposed so that a server can interleave several batches (a short
+/// request does not wait for a long one) and stop rows whose client has gone.
+pub struct BatchSampler<'a> {
+    /// Detached copy of the model (shares weight storage).
+    model: Llama,
+    tokenizer: &'a TextTokenizer,
+    params: SamplingParams,
+    batch: Batch,
+    cache: KvCache,
+    rngs: Vec<ChaCha8Rng>,
+    out: Vec<Generation>,
+    done: Vec<bool>,
+    next_pos: Vec<u32>,
+    /// Logits of every row's next token. # Shapes: (B, 1, V).
+    logits: Tensor,
+    steps: usize,
+    finished: bool,
+}
+
+impl<'a> BatchSampler<'a> {
+    /// Validates the request and runs the prefill over the whole prompt batch.
+    ///
+    /// # Errors
+    /// Invalid sampling settings, no or an empty prompt, a prompt plus `max_new_tokens`
+    /// beyond the model's context (checked before anything is allocated), or a failed
+    /// forward pass.
+    pub fn new(
+        model: &Llama,
+        tokenizer: &'a TextTokenizer,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> ModelResult<Self> {
+        params
+            .validate()
+            .map_err(|m| ModelError::format("sampling", m))?;
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+            return Err(ModelError::format(
+                "sampling",
+                "a prompt is empty: every prompt needs at least one token",
+            ));
+        }
+        // Checked before anything is allocated: the padded batch's attention mask alone is
+        // (B, 1, L, L), so a huge prompt must be refused from its length.
+        let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let capacity = prompt_len.saturating_add(params.max_new_tokens);
+        if capacity > model.cfg.max_position_embeddings {
+            return Err(ModelError::format(
+                "sampling",
+                format!(
+                    "prompt ({prompt_len}) + max_new_tokens ({}) exceeds the model's context of {}",
+                    params.max_new_tokens, model.cfg.max_position_embeddings
+                ),
+            ));
+        }
+        let model = model.detached();
+        let device = model.device().clone();
+        let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
+        let b = prompts.len();
+        let mut cache = KvCache::new(&model.cfg, b, capacity, model.dtype(), &device)?;
+        let rngs = (0..b)
+            .map(|i| {
+                ChaCha8Rng::seed_from_u64(
+                    params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64,
+                )
+            })
+            .collect();
+        let out = (0..b)
+            .map(|_| Generation {
+                tokens: Vec::new(),
+                text: String::new(),
+                log_probs: Vec::new(),
+                finish: FinishReason::Length,
+            })
+            .collect();
+        // Prefill: the whole prompt batch; logits only at the last slot.
+        let hidden = model.forward_hidden(
+            &batch.tokens,
+            &batch.positions,
+            &batch.mask,
+            Some(&mut cache),
+        )?;
+        let logits = model.logits(&hidden.narrow(1, prompt_len - 1, 1)?)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            params: params.clone(),
+            batch,
+            cache,
+            rngs,
+            out,
+            done: vec![false; b],
+            next_pos: prompts.iter().map(|p| p.len() as u32).collect(),
+            logits,
+            steps: 0,
+            finished: false,
+        })
+    }
+
+    /// Whether every row has ended (or `max_new_tokens` is reached).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The tokens row `row` has generated so far.
+    pub fn tokens(&self, row: usize) -> &[u32] {
+        &self.out[row].tokens
+    }
+
+    /// Stops row `row` where it is (its client left): it is fed padding from now on, and
+    /// the batch finishes as soon as every row has stopped.
+    pub fn cancel(&mut self, row: usize) {
+        if let Some(d) = self.done.get_mut(row) {
+            *d = true;
+        }
+        if self.done.iter().all(|d| *d) {
+            self.finished = true;
+        }
+    }
+
+    /// Samples one token for every live row, then runs the decode step that yields the
+    /// next logits (unless the batch just finished).
+    pub fn step(&mut self) -> ModelResult<()> {
+        if self.finished {
+            return Ok(());
+        }
+        let b = self.out.len();
+        let (tokenizer, params) = (self.tokenizer, &self.params);
+        let rows: Vec<Vec<f32>> = self.logits.squeeze(1)?.to_dtype(DType::F32)?.to_vec2()?;
         let mut step_tokens = Vec::with_capacity(b);
         for (i, row) in rows.iter().enumerate() {
-            if done[i] {
+            if self.done[i] {
                 step_tokens.push(tokenizer.pad_id);
                 continue;
             }
-            let (token, log_prob) = pick(row, params, &mut rngs[i]);
-            let g = &mut out[i];
+            let (token, log_prob) = pick(row, params, &mut self.rngs[i]);
+            let g = &mut self.out[i];
             g.tokens.push(token);
             g.log_probs.push(log_prob);
             if tokenizer.stop_ids.contains(&token) {
-                done[i] = true;
+                self.done[i] = true;
                 g.finish = FinishReason::Stop;
             } else if !params.stop_strings.is_empty() {
                 let text = tokenizer.decode(&g.tokens)?;
@@ -169,41 +260,52 @@ pub fn generate(
                     .iter()
                     .any(|s| text.contains(s.as_str()))
                 {
-                    done[i] = true;
+                    self.done[i] = true;
                     g.finish = FinishReason::Stop;
                 }
             }
             step_tokens.push(token);
         }
-        if done.iter().all(|d| *d) || step + 1 == params.max_new_tokens {
-            break;
+        self.steps += 1;
+        if self.done.iter().all(|d| *d) || self.steps == params.max_new_tokens {
+            self.finished = true;
+            return Ok(());
         }
         // Decode: one new slot for every row (finished rows are fed padding and ignored).
+        let device = self.model.device().clone();
         let tokens = Tensor::from_vec(step_tokens, (b, 1), &device)?;
-        let positions = Tensor::from_vec(next_pos.clone(), (b, 1), &device)?;
-        let mask = attention_mask(&batch.pads, cache.len(), 1, &device)?;
-        let hidden = model.forward_hidden(&tokens, &positions, &mask, Some(&mut cache))?;
-        logits = model.logits(&hidden)?;
-        for p in next_pos.iter_mut() {
+        let positions = Tensor::from_vec(self.next_pos.clone(), (b, 1), &device)?;
+        let mask = attention_mask(&self.batch.pads, self.cache.len(), 1, &device)?;
+        let hidden =
+            self.model
+                .forward_hidden(&tokens, &positions, &mask, Some(&mut self.cache))?;
+        self.logits = self.model.logits(&hidden)?;
+        for p in self.next_pos.iter_mut() {
             *p += 1;
         }
+        Ok(())
     }
-    for g in &mut out {
-        let text = tokenizer.decode(&g.tokens)?;
-        g.text = match params
-            .stop_strings
-            .iter()
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
-        {
-            Some(cut) => text[..cut].to_owned(),
-            None => text,
-        };
+
+    /// The generations, their text decoded and cut before the first stop string.
+    pub fn finish(self) -> ModelResult<Vec<Generation>> {
+        let mut out = self.out;
+        for g in &mut out {
+            let text = self.tokenizer.decode(&g.tokens)?;
+            g.text = match self
+                .params
+                .stop_strings
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                Some(cut) => text[..cut].to_owned(),
+                None => text,
+            };
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
-/// Chooses the next token from one row of logits; returns it with its log-probability.
 fn pick(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
     let greedy = params.temperature == 0.0;
     let inv_t = if greedy {

@@ -353,7 +353,7 @@ fn a_diverging_run_stops_with_the_step_and_keeps_its_finite_checkpoints() {
 fn sigterm_saves_a_checkpoint_like_ctrl_c() {
     let root = temp_root("sigterm");
     let dir = root.join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polyepo"))
+    let child = Command::new(env!("CARGO_BIN_EXE_polyepo"))
         .args([
             "train",
             "--quiet",

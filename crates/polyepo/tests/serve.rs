@@ -166,3 +166,138 @@ fn a_prompt_longer_than_the_context_is_refused_before_any_allocation() {
     assert_eq!(code, 200);
     drop(server);
 }
+
+/// The `data:` payloads of a server-sent-events body.
+fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn streaming_sends_the_same_text_as_a_whole_reply() {
+    let (server, base) = server();
+    for (path, request) in [
+        (
+            "completions",
+            json!({"prompt": "The capital of France is", "max_tokens": 12, "temperature": 0}),
+        ),
+        (
+            "chat/completions",
+            json!({"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 12, "temperature": 0}),
+        ),
+    ] {
+        let (code, whole) = post(&format!("{base}/{path}"), &request.to_string());
+        assert_eq!(code, 200, "{whole}");
+        let mut streaming = request.clone();
+        streaming["stream"] = json!(true);
+        let body = ureq::post(&format!("{base}/{path}"))
+            .set("Content-Type", "application/json")
+            .send_string(&streaming.to_string())
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let data = sse_data(&body);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{body}");
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .map(|c| {
+                let choice = &c["choices"][0];
+                choice["text"]
+                    .as_str()
+                    .or(choice["delta"]["content"].as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        let expected = whole["choices"][0]["text"]
+            .as_str()
+            .or(whole["choices"][0]["message"]["content"].as_str())
+            .unwrap();
+        assert_eq!(text, expected, "{path}: {body}");
+        assert!(
+            chunks.len() >= 2,
+            "{path}: the text came in one piece: {body}"
+        );
+        let finish = &chunks.last().unwrap()["choices"][0]["finish_reason"];
+        assert_eq!(finish, &whole["choices"][0]["finish_reason"], "{body}");
+    }
+    drop(server);
+}
+
+#[test]
+fn a_short_request_is_not_held_behind_a_long_one() {
+    let (server, base) = server_with(ServeLimits::default());
+    let start = std::time::Instant::now();
+    let long_url = format!("{base}/completions");
+    // Temperature 2 makes near-uniform tokens: the long request runs to its max_tokens.
+    let long = std::thread::spawn(move || {
+        let (code, reply) = post(
+            &long_url,
+            &json!({"prompt": "Once upon a time", "max_tokens": 120, "n": 4, "temperature": 2.0, "seed": 1}).to_string(),
+        );
+        (code, reply, start.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, _) = post(
+        &format!("{base}/completions"),
+        &json!({"prompt": "2+3=", "max_tokens": 4, "temperature": 0}).to_string(),
+    );
+    let short_done = start.elapsed();
+    assert_eq!(code, 200);
+    let (code, reply, long_done) = long.join().unwrap();
+    assert_eq!(code, 200, "{reply}");
+    // The comparison only means something if the long request really was long.
+    assert!(
+        reply["usage"]["completion_tokens"].as_u64().unwrap() >= 300,
+        "{reply}"
+    );
+    assert!(
+        short_done < long_done,
+        "the short request finished at {short_done:?}, after the long one ({long_done:?})"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_streaming_client_that_leaves_stops_its_rows() {
+    use std::io::{BufRead, BufReader, Write};
+    let (server, base) = server_with(ServeLimits::default());
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let body = json!({"prompt": "Once upon a time", "max_tokens": 800, "n": 2, "temperature": 2.0, "stream": true}).to_string();
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(socket.try_clone().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    assert!(server.busy_rows() > 0);
+    // The client leaves after its first chunk; 800 tokens would take far longer than this.
+    drop(reader);
+    socket.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(socket);
+    let left = std::time::Instant::now();
+    while server.busy_rows() > 0 {
+        assert!(
+            left.elapsed().as_secs() < 10,
+            "rows still running 10 s after the client left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(server);
+}

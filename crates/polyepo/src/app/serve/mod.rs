@@ -1,22 +1,26 @@
 //! An OpenAI-compatible HTTP server on the engine: `GET /v1/models`,
-//! `POST /v1/chat/completions`, `POST /v1/completions`. Concurrent requests are batched: one
-//! worker owns the model and generates every waiting request with the same sampling
-//! settings in one batch. It serves trained policies, and it is the real server the LM
-//! judge's tests talk to.
+//! `POST /v1/chat/completions`, `POST /v1/completions`, with `"stream": true` as server-sent
+//! events. One worker owns the model (`worker.rs`): requests that arrive together with the
+//! same sampling settings form a batch, and running batches take turns token by token, so a
+//! short request is not held behind a long one; a streaming client that leaves stops its
+//! rows. It serves trained policies, and it is the real server the LM judge's tests talk to.
 
-use std::collections::BTreeMap;
+mod worker;
+
+use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::io::Read;
+use worker::{Job, JobEvent};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use polyepo_engine::model::chat::{Message, chat_prompt};
 use polyepo_engine::model::{Llama, TextTokenizer};
-use polyepo_engine::sample::{FinishReason, SamplingParams, generate};
+use polyepo_engine::sample::{FinishReason, SamplingParams};
 
 /// Limits that keep one request from taking the server down.
 #[derive(Debug, Clone)]
@@ -40,14 +44,6 @@ impl Default for ServeLimits {
             max_batch: 64,
         }
     }
-}
-
-/// A generation job: prompt tokens, settings, and where to send the answer.
-struct Job {
-    prompt: Vec<u32>,
-    n: usize,
-    params: SamplingParams,
-    reply: Sender<Result<Vec<(String, FinishReason, usize)>, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +78,7 @@ struct SamplingFields {
     n: Option<usize>,
     stop: Option<Value>,
     seed: Option<u64>,
+    stream: Option<bool>,
 }
 
 /// An HTTP error reply.
@@ -129,59 +126,6 @@ fn sampling(
     Ok((params, n))
 }
 
-/// The worker: drains waiting jobs and runs those with equal settings as one batch.
-fn worker(model: Llama, tokenizer: TextTokenizer, jobs: Receiver<Job>, limits: ServeLimits) {
-    while let Ok(first) = jobs.recv() {
-        let mut pending = vec![first];
-        // Whatever arrived meanwhile joins this round.
-        while let Ok(more) = jobs.recv_timeout(Duration::from_millis(2)) {
-            pending.push(more);
-            if pending.iter().map(|j| j.n).sum::<usize>() >= limits.max_batch {
-                break;
-            }
-        }
-        let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
-        for job in pending {
-            let key = format!(
-                "{:?}",
-                SamplingParams {
-                    seed: 0,
-                    ..job.params.clone()
-                }
-            );
-            groups.entry(key).or_default().push(job);
-        }
-        for (_, group) in groups {
-            let rows: Vec<Vec<u32>> = group
-                .iter()
-                .flat_map(|j| std::iter::repeat_n(j.prompt.clone(), j.n))
-                .collect();
-            let params = SamplingParams {
-                seed: group[0].params.seed,
-                ..group[0].params.clone()
-            };
-            match generate(&model, &tokenizer, &rows, &params) {
-                Ok(gens) => {
-                    let mut it = gens.into_iter();
-                    for job in group {
-                        let mine: Vec<_> = it
-                            .by_ref()
-                            .take(job.n)
-                            .map(|g| (g.text, g.finish, g.tokens.len()))
-                            .collect();
-                        let _ = job.reply.send(Ok(mine));
-                    }
-                }
-                Err(e) => {
-                    for job in group {
-                        let _ = job.reply.send(Err(e.to_string()));
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -201,6 +145,7 @@ pub struct Server {
     /// The address it listens on.
     pub addr: std::net::SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
+    busy_rows: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -225,8 +170,10 @@ impl Server {
         let (tx, rx) = channel::<Job>();
         let tok = tokenizer.clone();
         let worker_limits = limits.clone();
+        let busy_rows = Arc::new(AtomicUsize::new(0));
+        let busy = busy_rows.clone();
         let mut handles = vec![std::thread::spawn(move || {
-            worker(model, tok, rx, worker_limits)
+            worker::run(model, tok, rx, worker_limits, busy)
         })];
         for _ in 0..threads.max(1) {
             let http = http.clone();
@@ -244,7 +191,14 @@ impl Server {
             http,
             addr: local,
             threads: handles,
+            busy_rows,
         })
+    }
+
+    /// Rows the model is generating right now (0 when idle): requests whose clients left
+    /// stop counting once the server notices.
+    pub fn busy_rows(&self) -> usize {
+        self.busy_rows.load(Ordering::Relaxed)
     }
 
     /// Stops accepting requests and waits for the HTTP threads.
@@ -277,6 +231,24 @@ fn error_body(message: &str) -> Value {
     json!({ "error": { "message": message, "type": "invalid_request_error" } })
 }
 
+/// A validated generation request.
+struct Prepared {
+    prompt: Vec<u32>,
+    n: usize,
+    params: SamplingParams,
+    chat: bool,
+    model_name: String,
+    stream: bool,
+}
+
+/// What a request asks for, once validated.
+enum Route {
+    /// A reply that needs no model.
+    Reply(Value),
+    /// A generation.
+    Generate(Prepared),
+}
+
 fn handle(
     mut request: tiny_http::Request,
     jobs: &Sender<Job>,
@@ -285,12 +257,28 @@ fn handle(
     limits: &ServeLimits,
     context: usize,
 ) {
+    match route(&mut request, tokenizer, name, limits, context) {
+        Ok(Route::Reply(body)) => respond(request, 200, body),
+        Ok(Route::Generate(g)) if g.stream => stream(request, jobs, g),
+        Ok(Route::Generate(g)) => complete(request, jobs, g),
+        Err(HttpError(status, message)) => respond(request, status, error_body(&message)),
+    }
+}
+
+/// Reads and validates a request.
+fn route(
+    request: &mut tiny_http::Request,
+    tokenizer: &TextTokenizer,
+    name: &str,
+    limits: &ServeLimits,
+    context: usize,
+) -> Result<Route, HttpError> {
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
-    let result: Result<Value, HttpError> = (|| match (method.as_str(), path.as_str()) {
-        ("GET", "/v1/models") => Ok(
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/v1/models") => Ok(Route::Reply(
             json!({ "object": "list", "data": [{ "id": name, "object": "model", "created": 0, "owned_by": "polyepo" }] }),
-        ),
+        )),
         ("POST", "/v1/chat/completions") | ("POST", "/v1/completions") => {
             if request.body_length().unwrap_or(0) > limits.max_body_bytes {
                 return Err(HttpError(
@@ -351,37 +339,13 @@ fn handle(
                     ),
                 ));
             }
-            let (reply_tx, reply_rx) = channel();
-            jobs.send(Job {
+            Ok(Route::Generate(Prepared {
                 prompt,
                 n,
                 params,
-                reply: reply_tx,
-            })
-            .map_err(|_| HttpError(503, "the model worker stopped".into()))?;
-            let outputs = reply_rx
-                .recv()
-                .map_err(|_| HttpError(503, "the model worker stopped".into()))?
-                .map_err(|e| HttpError(400, e))?;
-            let completion_tokens: usize = outputs.iter().map(|o| o.2).sum();
-            let choices: Vec<Value> = outputs
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (text, finish, _))| {
-                        if chat {
-                            json!({ "index": i, "message": { "role": "assistant", "content": text }, "finish_reason": finish_name(finish) })
-                        } else {
-                            json!({ "index": i, "text": text, "finish_reason": finish_name(finish) })
-                        }
-                    })
-                    .collect();
-            Ok(json!({
-                "id": format!("polyepo-{}", now()),
-                "object": if chat { "chat.completion" } else { "text_completion" },
-                "created": now(),
-                "model": model_name.unwrap_or_else(|| name.to_owned()),
-                "choices": choices,
-                "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens },
+                chat,
+                model_name: model_name.unwrap_or_else(|| name.to_owned()),
+                stream: fields.stream.unwrap_or(false),
             }))
         }
         (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
@@ -391,9 +355,134 @@ fn handle(
             404,
             format!("no route {path}: use /v1/models, /v1/chat/completions or /v1/completions"),
         )),
+    }
+}
+
+/// Hands `g` to the worker; the returned flag stops its rows when set.
+fn submit(
+    jobs: &Sender<Job>,
+    g: &Prepared,
+) -> Result<(Receiver<JobEvent>, Arc<AtomicBool>), HttpError> {
+    let (events, rx) = channel();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    jobs.send(Job {
+        prompt: g.prompt.clone(),
+        n: g.n,
+        params: g.params.clone(),
+        stream: g.stream,
+        events,
+        cancelled: cancelled.clone(),
+    })
+    .map_err(|_| HttpError(503, "the model worker stopped".into()))?;
+    Ok((rx, cancelled))
+}
+
+/// A whole reply at once.
+fn complete(request: tiny_http::Request, jobs: &Sender<Job>, g: Prepared) {
+    let result = (|| {
+        let (rx, _) = submit(jobs, &g)?;
+        let outputs = loop {
+            match rx.recv() {
+                Ok(JobEvent::Done(result)) => break result.map_err(|e| HttpError(400, e))?,
+                Ok(JobEvent::Delta { .. }) => {}
+                Err(_) => return Err(HttpError(503, "the model worker stopped".into())),
+            }
+        };
+        let prompt_tokens = g.prompt.len();
+        let completion_tokens: usize = outputs.iter().map(|o| o.2).sum();
+        let choices: Vec<Value> = outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (text, finish, _))| {
+                if g.chat {
+                    json!({ "index": i, "message": { "role": "assistant", "content": text }, "finish_reason": finish_name(finish) })
+                } else {
+                    json!({ "index": i, "text": text, "finish_reason": finish_name(finish) })
+                }
+            })
+            .collect();
+        Ok(json!({
+            "id": format!("polyepo-{}", now()),
+            "object": if g.chat { "chat.completion" } else { "text_completion" },
+            "created": now(),
+            "model": g.model_name,
+            "choices": choices,
+            "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens },
+        }))
     })();
     match result {
         Ok(body) => respond(request, 200, body),
         Err(HttpError(status, message)) => respond(request, status, error_body(&message)),
     }
+}
+
+/// Writes `text` as one HTTP chunk and flushes it (the empty text ends the body and leaves
+/// the connection open for the client's next request).
+fn send_chunk(out: &mut Box<dyn Write + Send>, text: &str) -> std::io::Result<()> {
+    write!(out, "{:x}\r\n{text}\r\n", text.len())?;
+    out.flush()
+}
+
+/// How often a stream with nothing new sends a comment line: the write tells whether the
+/// client is still there.
+const STREAM_HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Server-sent events as OpenAI clients read them: one `data:` chunk per piece of text,
+/// a last chunk per choice with its finish reason, then `data: [DONE]`. A failed write
+/// means the client left: the job's rows stop.
+fn stream(request: tiny_http::Request, jobs: &Sender<Job>, g: Prepared) {
+    let (rx, cancelled) = match submit(jobs, &g) {
+        Ok(x) => x,
+        Err(HttpError(status, message)) => return respond(request, status, error_body(&message)),
+    };
+    let mut out = request.into_writer();
+    let id = format!("polyepo-{}", now());
+    let chunk = |index: usize, text: Option<&str>, finish: Option<&str>| {
+        let choice = if g.chat {
+            let delta = match text {
+                Some(t) => json!({ "content": t }),
+                None => json!({}),
+            };
+            json!({ "index": index, "delta": delta, "finish_reason": finish })
+        } else {
+            json!({ "index": index, "text": text.unwrap_or(""), "finish_reason": finish })
+        };
+        let object = if g.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
+        format!(
+            "data: {}\n\n",
+            json!({ "id": id, "object": object, "created": now(), "model": g.model_name, "choices": [choice] })
+        )
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut sent = out.write_all(head.as_bytes()).and_then(|_| out.flush());
+    while sent.is_ok() {
+        sent = match rx.recv_timeout(STREAM_HEARTBEAT) {
+            Ok(JobEvent::Delta { index, text }) => {
+                send_chunk(&mut out, &chunk(index, Some(&text), None))
+            }
+            Ok(JobEvent::Done(Ok(outputs))) => {
+                let mut last = Ok(());
+                for (index, (_, finish, _)) in outputs.iter().enumerate() {
+                    let c = chunk(index, None, Some(finish_name(*finish)));
+                    last = last.and_then(|_| send_chunk(&mut out, &c));
+                }
+                let _ = last
+                    .and_then(|_| send_chunk(&mut out, "data: [DONE]\n\n"))
+                    .and_then(|_| send_chunk(&mut out, ""));
+                return;
+            }
+            Ok(JobEvent::Done(Err(e))) => {
+                let _ = send_chunk(&mut out, &format!("data: {}\n\n", error_body(&e)))
+                    .and_then(|_| send_chunk(&mut out, ""));
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => send_chunk(&mut out, ": keep-alive\n\n"),
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+    }
+    cancelled.store(true, Ordering::Relaxed);
 }
