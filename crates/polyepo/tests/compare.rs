@@ -37,17 +37,20 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
     let algos = [Algorithm::Polyepo, Algorithm::Grpo];
     let seeds = [0, 1];
     let out = root.join("cmp");
-    let c = compare(
-        &cfg,
-        &algos,
-        &seeds,
-        &out,
-        &eval,
-        Arc::new(AtomicBool::new(false)),
-        &mut |_| {},
-    )
-    .unwrap()
-    .unwrap();
+    let run_compare = |eval: &EvalSettings| {
+        compare(
+            &cfg,
+            &algos,
+            &seeds,
+            &out,
+            eval,
+            Arc::new(AtomicBool::new(false)),
+            &mut |_| {},
+        )
+        .unwrap()
+        .unwrap()
+    };
+    let c = run_compare(&eval);
     assert_eq!(c.runs.len(), 4);
     for a in algos {
         for s in seeds {
@@ -78,17 +81,7 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
         .unwrap()
         .modified()
         .unwrap();
-    let again = compare(
-        &cfg,
-        &algos,
-        &seeds,
-        &out,
-        &eval,
-        Arc::new(AtomicBool::new(false)),
-        &mut |_| {},
-    )
-    .unwrap()
-    .unwrap();
+    let again = run_compare(&eval);
     assert_eq!(
         std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
             .unwrap()
@@ -106,17 +99,7 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
         samples: 6,
         ..eval.clone()
     };
-    let redone = compare(
-        &cfg,
-        &algos,
-        &seeds,
-        &out,
-        &more,
-        Arc::new(AtomicBool::new(false)),
-        &mut |_| {},
-    )
-    .unwrap()
-    .unwrap();
+    let redone = run_compare(&more);
     assert!(redone.runs.iter().all(|r| r.eval.samples == 6));
     assert_eq!(redone.max_k, 6);
     assert_eq!(
