@@ -362,6 +362,27 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_loads() {
+        // Relative model paths in configs/ are relative to the repository root.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for entry in std::fs::read_dir(root.join("configs")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let doc: toml::Table = toml::from_str(&text).unwrap();
+            // Deserialises and validates everything but the model file's presence (the
+            // model is fetched separately).
+            let cfg: TrainConfig = toml::Value::Table(doc).try_into().unwrap();
+            let mut without_model = cfg.clone();
+            without_model.model.source = ModelSource::Tiny;
+            without_model.task.reach.style = crate::rl::tasks::PromptStyle::Compact;
+            without_model.task.countdown.style = crate::rl::tasks::PromptStyle::Compact;
+            if let Err(e) = without_model.validate(&path.display().to_string()) {
+                panic!("{}: {e}", path.display());
+            }
+        }
+    }
+
+    #[test]
     fn file_errors_name_the_file_and_key() {
         let dir = std::env::temp_dir().join(format!("polyepo-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
