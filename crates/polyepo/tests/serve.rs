@@ -265,39 +265,52 @@ fn a_short_request_is_not_held_behind_a_long_one() {
 }
 
 #[test]
-fn a_streaming_client_that_leaves_stops_its_rows() {
+fn a_client_that_leaves_stops_its_rows() {
     use std::io::{BufRead, BufReader, Write};
     let (server, base) = server_with(ServeLimits::default());
     let addr = base
         .trim_start_matches("http://")
         .trim_end_matches("/v1")
         .to_owned();
-    let body = json!({"prompt": "Once upon a time", "max_tokens": 800, "n": 2, "temperature": 2.0, "stream": true}).to_string();
-    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        socket,
-        "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(socket.try_clone().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("data: ") {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
-    assert!(server.busy_rows() > 0);
-    // The client leaves after its first chunk; 800 tokens would take far longer than this.
-    drop(reader);
-    socket.shutdown(std::net::Shutdown::Both).unwrap();
-    drop(socket);
-    let left = std::time::Instant::now();
-    while server.busy_rows() > 0 {
-        assert!(
-            left.elapsed().as_secs() < 10,
-            "rows still running 10 s after the client left"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    for stream in [true, false] {
+        let body = json!({"prompt": "Once upon a time", "max_tokens": 800, "n": 2, "temperature": 2.0, "stream": stream}).to_string();
+        let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            socket,
+            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // Wait for the first sign of the reply: a data chunk when streaming, the status line
+        // of the heartbeat reply otherwise.
+        let mut reader = BufReader::new(socket.try_clone().unwrap());
+        let mut line = String::new();
+        let first_sign = if stream { "data: " } else { "HTTP/1.1 200" };
+        while !line.starts_with(first_sign) {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+        // The worker publishes its rows after its first step, which may come a little later.
+        let started = std::time::Instant::now();
+        while server.busy_rows() == 0 {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "stream {stream}: nothing running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The client leaves; 800 tokens would take far longer than the bound below.
+        drop(reader);
+        socket.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(socket);
+        let left = std::time::Instant::now();
+        while server.busy_rows() > 0 {
+            assert!(
+                left.elapsed().as_secs() < 10,
+                "stream {stream}: rows still running 10 s after the client left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     drop(server);
 }

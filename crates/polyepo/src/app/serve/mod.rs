@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use worker::{Job, JobEvent};
+use worker::{Choice, Job, JobEvent};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -377,43 +377,82 @@ fn submit(
     Ok((rx, cancelled))
 }
 
-/// A whole reply at once.
+/// The OpenAI reply for a finished job.
+fn completion_body(g: &Prepared, outputs: Vec<Choice>) -> Value {
+    let prompt_tokens = g.prompt.len();
+    let completion_tokens: usize = outputs.iter().map(|o| o.2).sum();
+    let choices: Vec<Value> = outputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (text, finish, _))| {
+            if g.chat {
+                json!({ "index": i, "message": { "role": "assistant", "content": text }, "finish_reason": finish_name(finish) })
+            } else {
+                json!({ "index": i, "text": text, "finish_reason": finish_name(finish) })
+            }
+        })
+        .collect();
+    json!({
+        "id": format!("polyepo-{}", now()),
+        "object": if g.chat { "chat.completion" } else { "text_completion" },
+        "created": now(),
+        "model": g.model_name,
+        "choices": choices,
+        "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens },
+    })
+}
+
+/// The job's outcome as (status, body).
+fn outcome(g: &Prepared, result: Result<Vec<Choice>, String>) -> (u16, Value) {
+    match result {
+        Ok(outputs) => (200, completion_body(g, outputs)),
+        Err(e) => (400, error_body(&e)),
+    }
+}
+
+/// A whole reply at once. A job that takes longer than one heartbeat switches to a chunked
+/// 200 reply that sends a space (JSON allows leading whitespace) every heartbeat until the
+/// body is ready: a failed write means the client left, and the job's rows stop. A job
+/// failing after that point reports its error in the body.
 fn complete(request: tiny_http::Request, jobs: &Sender<Job>, g: Prepared) {
-    let result = (|| {
-        let (rx, _) = submit(jobs, &g)?;
-        let outputs = loop {
-            match rx.recv() {
-                Ok(JobEvent::Done(result)) => break result.map_err(|e| HttpError(400, e))?,
-                Ok(JobEvent::Delta { .. }) => {}
-                Err(_) => return Err(HttpError(503, "the model worker stopped".into())),
+    let (rx, cancelled) = match submit(jobs, &g) {
+        Ok(x) => x,
+        Err(HttpError(status, message)) => return respond(request, status, error_body(&message)),
+    };
+    let stopped = || (503, error_body("the model worker stopped"));
+    let first = loop {
+        match rx.recv_timeout(HEARTBEAT) {
+            Ok(JobEvent::Done(result)) => break Some(outcome(&g, result)),
+            Ok(JobEvent::Delta { .. }) => {}
+            Err(RecvTimeoutError::Timeout) => break None,
+            Err(RecvTimeoutError::Disconnected) => break Some(stopped()),
+        }
+    };
+    if let Some((status, body)) = first {
+        return respond(request, status, body);
+    }
+    let mut out = request.into_writer();
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut sent = out.write_all(head.as_bytes()).and_then(|_| out.flush());
+    while sent.is_ok() {
+        sent = match rx.recv_timeout(HEARTBEAT) {
+            Ok(JobEvent::Done(result)) => {
+                let (_, body) = outcome(&g, result);
+                let _ =
+                    send_chunk(&mut out, &body.to_string()).and_then(|_| send_chunk(&mut out, ""));
+                return;
+            }
+            Ok(JobEvent::Delta { .. }) => Ok(()),
+            Err(RecvTimeoutError::Timeout) => send_chunk(&mut out, " "),
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = send_chunk(&mut out, &stopped().1.to_string())
+                    .and_then(|_| send_chunk(&mut out, ""));
+                return;
             }
         };
-        let prompt_tokens = g.prompt.len();
-        let completion_tokens: usize = outputs.iter().map(|o| o.2).sum();
-        let choices: Vec<Value> = outputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, (text, finish, _))| {
-                if g.chat {
-                    json!({ "index": i, "message": { "role": "assistant", "content": text }, "finish_reason": finish_name(finish) })
-                } else {
-                    json!({ "index": i, "text": text, "finish_reason": finish_name(finish) })
-                }
-            })
-            .collect();
-        Ok(json!({
-            "id": format!("polyepo-{}", now()),
-            "object": if g.chat { "chat.completion" } else { "text_completion" },
-            "created": now(),
-            "model": g.model_name,
-            "choices": choices,
-            "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens },
-        }))
-    })();
-    match result {
-        Ok(body) => respond(request, 200, body),
-        Err(HttpError(status, message)) => respond(request, status, error_body(&message)),
     }
+    cancelled.store(true, Ordering::Relaxed);
 }
 
 /// Writes `text` as one HTTP chunk and flushes it (the empty text ends the body and leaves
@@ -423,9 +462,9 @@ fn send_chunk(out: &mut Box<dyn Write + Send>, text: &str) -> std::io::Result<()
     out.flush()
 }
 
-/// How often a stream with nothing new sends a comment line: the write tells whether the
-/// client is still there.
-const STREAM_HEARTBEAT: Duration = Duration::from_millis(500);
+/// How often a reply with nothing new writes something (a space, or an SSE comment line):
+/// the write tells whether the client is still there.
+const HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// Server-sent events as OpenAI clients read them: one `data:` chunk per piece of text,
 /// a last chunk per choice with its finish reason, then `data: [DONE]`. A failed write
@@ -460,7 +499,7 @@ fn stream(request: tiny_http::Request, jobs: &Sender<Job>, g: Prepared) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
     let mut sent = out.write_all(head.as_bytes()).and_then(|_| out.flush());
     while sent.is_ok() {
-        sent = match rx.recv_timeout(STREAM_HEARTBEAT) {
+        sent = match rx.recv_timeout(HEARTBEAT) {
             Ok(JobEvent::Delta { index, text }) => {
                 send_chunk(&mut out, &chunk(index, Some(&text), None))
             }
