@@ -314,3 +314,53 @@ fn a_client_that_leaves_stops_its_rows() {
     }
     drop(server);
 }
+
+#[test]
+fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let (server, base) = server_with(ServeLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(1),
+        ..ServeLimits::default()
+    });
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let closed_within = |mut socket: std::net::TcpStream, limit: Duration| {
+        socket.set_read_timeout(Some(limit)).unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        // EOF (or a reset) means the server closed it; a timeout means it did not.
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) if start.elapsed() < limit => true,
+            _ => false,
+        }
+    };
+    // An idle connection and one that sends half a request head both hold a slot...
+    let idle = std::net::TcpStream::connect(&addr).unwrap();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so a third is refused at once with a 503.
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = String::new();
+    let _ = third.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    // Both are closed after the idle timeout (1 s), and the slots free up.
+    assert!(closed_within(idle, Duration::from_secs(5)));
+    assert!(closed_within(slow, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    let models: Value = ureq::get(&format!("{base}/models"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2");
+    drop(server);
+}

@@ -25,9 +25,15 @@ pub struct ServeArgs {
     /// Model name reported by /v1/models (default: the file or directory name).
     #[arg(long)]
     pub name: Option<String>,
-    /// HTTP threads (requests waiting together are batched).
-    #[arg(long, default_value_t = 8)]
+    /// Threads for HTTP (the model has its own; requests waiting together are batched).
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Most connections open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// Seconds a connection may stay idle (or take to send a request) before it is closed.
+    #[arg(long, default_value_t = 30.0)]
+    pub idle_timeout: f64,
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, default_value_t = 1024)]
     pub max_tokens_limit: usize,
@@ -49,8 +55,19 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "polyepo".into())
     });
+    if !(args.idle_timeout > 0.0 && args.idle_timeout.is_finite()) {
+        anyhow::bail!(
+            "--idle-timeout {}: use a number of seconds > 0",
+            args.idle_timeout
+        );
+    }
+    if args.max_connections == 0 {
+        anyhow::bail!("--max-connections 0: allow at least 1 connection");
+    }
     let limits = ServeLimits {
         max_new_tokens: args.max_tokens_limit,
+        max_connections: args.max_connections,
+        idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout),
         ..ServeLimits::default()
     };
     let server = Server::start(

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use polyepo_engine::model::{Llama, TextTokenizer};
@@ -41,7 +41,7 @@ pub struct Job {
     /// Whether text is sent as it is generated.
     pub stream: bool,
     /// Where events go; a failed send means the handler has gone.
-    pub events: Sender<JobEvent>,
+    pub events: tokio::sync::mpsc::UnboundedSender<JobEvent>,
     /// Set by the handler when its client has gone: the job's rows stop.
     pub cancelled: Arc<AtomicBool>,
 }
