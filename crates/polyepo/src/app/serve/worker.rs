@@ -68,6 +68,8 @@ impl Member {
 struct Running<'t> {
     sampler: BatchSampler<'t>,
     members: Vec<Member>,
+    /// The batch's stop strings (streamed text is held back before them).
+    stops: Vec<String>,
     error: Option<String>,
 }
 
@@ -110,13 +112,12 @@ impl Running<'_> {
             self.error = Some(e.to_string());
             return;
         }
-        let stops = self.sampler_stops();
         for m in self.members.iter_mut().filter(|m| m.job.stream) {
             for (index, row) in m.rows().enumerate() {
                 let Ok(text) = tokenizer.decode(self.sampler.tokens(row)) else {
                     continue;
                 };
-                let ready = streamable(&text, &stops);
+                let ready = streamable(&text, &self.stops);
                 if let Some(delta) = ready.strip_prefix(m.sent[index].as_str()) {
                     if !delta.is_empty() {
                         let event = JobEvent::Delta {
@@ -133,13 +134,6 @@ impl Running<'_> {
         }
     }
 
-    fn sampler_stops(&self) -> Vec<String> {
-        self.members
-            .first()
-            .map(|m| m.job.params.stop_strings.clone())
-            .unwrap_or_default()
-    }
-
     fn done(&self) -> bool {
         self.error.is_some() || self.sampler.is_finished()
     }
@@ -150,6 +144,7 @@ impl Running<'_> {
             sampler,
             members,
             error,
+            ..
         } = self;
         let generations = match error {
             Some(e) => Err(e),
@@ -239,6 +234,7 @@ fn start<'t>(model: &Llama, tokenizer: &'t TextTokenizer, jobs: Vec<Job>) -> Opt
             Some(Running {
                 sampler,
                 members,
+                stops: params.stop_strings,
                 error: None,
             })
         }
