@@ -33,20 +33,22 @@ fn finite_in(v: f64, lo: f64, hi: f64) -> bool {
 impl TrainConfig {
     /// Checks values that parse but cannot work; the error names the key and the fix.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let e = |key: &str, msg: String| Err(err(origin, key, msg));
         let r = &self.rollout;
-        if r.samples_per_prompt < 2 {
-            return e(
-                "rollout.samples_per_prompt",
-                format!(
-                    "is {}; groups need N >= 2 generations",
-                    r.samples_per_prompt
-                ),
-            );
-        }
-        if r.prompts_per_step == 0 {
-            return e("rollout.prompts_per_step", "must be at least 1".into());
-        }
+        require(
+            r.samples_per_prompt >= 2,
+            origin,
+            "rollout.samples_per_prompt",
+            format!(
+                "is {}; groups need N >= 2 generations",
+                r.samples_per_prompt
+            ),
+        )?;
+        require(
+            r.prompts_per_step >= 1,
+            origin,
+            "rollout.prompts_per_step",
+            "must be at least 1",
+        )?;
         let rows = r.prompts_per_step.saturating_mul(r.samples_per_prompt);
         require(
             rows <= MAX_ROWS_PER_STEP,
@@ -70,34 +72,37 @@ impl TrainConfig {
             format!("is {}; use 0 < top_p <= 1 (1 = off)", r.top_p),
         )?;
         let a = &self.algorithm;
-        if a.set_size == 0 || a.set_size >= r.samples_per_prompt {
-            return e(
-                "algorithm.set_size",
-                format!(
-                    "is {}; set RL needs 1 <= n < N = {}",
-                    a.set_size, r.samples_per_prompt
-                ),
-            );
-        }
+        require(
+            a.set_size >= 1 && a.set_size < r.samples_per_prompt,
+            origin,
+            "algorithm.set_size",
+            format!(
+                "is {}; set RL needs 1 <= n < N = {}",
+                a.set_size, r.samples_per_prompt
+            ),
+        )?;
         let o = &self.optim;
-        if o.minibatches == 0 || o.minibatches > r.prompts_per_step {
-            return e(
-                "optim.minibatches",
-                format!(
-                    "is {}; use 1..={} (prompts per step)",
-                    o.minibatches, r.prompts_per_step
-                ),
-            );
-        }
-        if o.ppo_epochs == 0 {
-            return e("optim.ppo_epochs", "must be at least 1".into());
-        }
-        if !(o.adamw.lr > 0.0 && o.adamw.lr.is_finite()) {
-            return e(
-                "optim.lr",
-                format!("is {}; must be a finite number > 0", o.adamw.lr),
-            );
-        }
+        require(
+            (1..=r.prompts_per_step).contains(&o.minibatches),
+            origin,
+            "optim.minibatches",
+            format!(
+                "is {}; use 1..={} (prompts per step)",
+                o.minibatches, r.prompts_per_step
+            ),
+        )?;
+        require(
+            o.ppo_epochs >= 1,
+            origin,
+            "optim.ppo_epochs",
+            "must be at least 1",
+        )?;
+        require(
+            o.adamw.lr > 0.0 && o.adamw.lr.is_finite(),
+            origin,
+            "optim.lr",
+            format!("is {}; must be a finite number > 0", o.adamw.lr),
+        )?;
         let w = &o.adamw;
         require(
             finite_in(w.beta1, 0.0, 1.0) && w.beta1 < 1.0,
@@ -143,18 +148,18 @@ impl TrainConfig {
                 format!("is {min_ratio}; use 0 <= min_ratio <= 1"),
             )?;
         }
-        if !(r.temperature > 0.0 && r.temperature.is_finite()) {
-            return e(
-                "rollout.temperature",
-                format!("is {}; RL needs sampling (> 0)", r.temperature),
-            );
-        }
-        if self.loss.clip_low < 0.0 || self.loss.clip_low >= 1.0 {
-            return e(
-                "loss.clip_low",
-                format!("is {}; use 0 <= clip_low < 1", self.loss.clip_low),
-            );
-        }
+        require(
+            r.temperature > 0.0 && r.temperature.is_finite(),
+            origin,
+            "rollout.temperature",
+            format!("is {}; RL needs sampling (> 0)", r.temperature),
+        )?;
+        require(
+            (0.0..1.0).contains(&self.loss.clip_low),
+            origin,
+            "loss.clip_low",
+            format!("is {}; use 0 <= clip_low < 1", self.loss.clip_low),
+        )?;
         require(
             finite_in(self.loss.clip_high, 0.0, f64::MAX),
             origin,
@@ -194,33 +199,32 @@ impl TrainConfig {
             "algorithm.sets",
             "must be at least 1 set per generation",
         )?;
-        if !self.loss.dual_clip.is_finite()
-            || (self.loss.dual_clip != 0.0 && self.loss.dual_clip <= 1.0)
-        {
-            return e(
-                "loss.dual_clip",
-                format!(
-                    "is {}; use 0 (off) or a value > 1 (paper: 3)",
-                    self.loss.dual_clip
-                ),
-            );
-        }
+        require(
+            self.loss.dual_clip == 0.0
+                || (self.loss.dual_clip > 1.0 && self.loss.dual_clip.is_finite()),
+            origin,
+            "loss.dual_clip",
+            format!(
+                "is {}; use 0 (off) or a value > 1 (paper: 3)",
+                self.loss.dual_clip
+            ),
+        )?;
         if self.task.kind == TaskKind::Jsonl {
-            if self.task.jsonl.is_none() {
-                return e(
-                    "task.jsonl",
-                    "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths".into(),
-                );
-            }
-            if a.name.needs_labels() && a.judge == JudgeSource::Task {
-                return e(
-                    "algorithm.name",
-                    format!(
-                        "`{}` needs strategy labels but the jsonl task has no labeler; use algorithm.judge = \"lm\", or grpo, drgrpo, setrl-mean or setrl-max",
-                        a.name
-                    ),
-                );
-            }
+            require(
+                self.task.jsonl.is_some(),
+                origin,
+                "task.jsonl",
+                "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths",
+            )?;
+            require(
+                !(a.name.needs_labels() && a.judge == JudgeSource::Task),
+                origin,
+                "algorithm.name",
+                format!(
+                    "`{}` needs strategy labels but the jsonl task has no labeler; use algorithm.judge = \"lm\", or grpo, drgrpo, setrl-mean or setrl-max",
+                    a.name
+                ),
+            )?;
         }
         self.validate_task(origin)?;
         self.validate_warmup_and_judge(origin)?;
@@ -233,28 +237,30 @@ impl TrainConfig {
                     }
                     TaskKind::Digits => None,
                     TaskKind::Jsonl => {
-                        return e(
+                        return Err(err(
+                            origin,
                             "model.source",
-                            "the `tiny` model is only for the built-in synthetic tasks; give a model path"
-                                .into(),
-                        );
+                            "the `tiny` model is only for the built-in synthetic tasks; give a model path",
+                        ));
                     }
                 };
                 if let Some((key, PromptStyle::Instruct)) = style {
-                    return e(
+                    return Err(err(
+                        origin,
                         key,
-                        "the `tiny` model reads only the `compact` style".into(),
-                    );
+                        "the `tiny` model reads only the `compact` style",
+                    ));
                 }
             }
             ModelSource::Path(path) if !path.exists() => {
-                return e(
+                return Err(err(
+                    origin,
                     "model.source",
                     format!(
                         "`{}` does not exist (run scripts/fetch-model.sh for SmolLM2)",
                         path.display()
                     ),
-                );
+                ));
             }
             ModelSource::Path(_) => {}
         }
