@@ -25,7 +25,7 @@ enum Source {
     Checkpoint(HashMap<String, Tensor>),
     /// Weights ~ N(0, 0.02²) drawn in layout order, norm gains at 1.
     Random {
-        rng: ChaCha8Rng,
+        rng: Box<ChaCha8Rng>,
         normal: Normal<f32>,
     },
 }
@@ -63,7 +63,7 @@ impl WeightMap {
         Ok(Self {
             origin: "random init".into(),
             source: Source::Random {
-                rng: ChaCha8Rng::seed_from_u64(seed),
+                rng: Box::new(ChaCha8Rng::seed_from_u64(seed)),
                 normal,
             },
             dtype: DType::F32,
@@ -98,7 +98,7 @@ impl WeightMap {
                 let data: Vec<f32> = if name.ends_with("norm.weight") {
                     vec![1.0; numel]
                 } else {
-                    (0..numel).map(|_| normal.sample(rng)).collect()
+                    (0..numel).map(|_| normal.sample(rng.as_mut())).collect()
                 };
                 Tensor::from_vec(data, shape, &self.device)?
             }
