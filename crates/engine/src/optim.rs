@@ -107,9 +107,13 @@ pub fn grad_norm(params: &[NamedVar], grads: &GradStore) -> Result<f64> {
         if let Some(g) = grads.get(var.as_tensor()) {
             total += if g.dtype() == DType::F32 && g.device().is_cpu() {
                 with_f32(g, |s| {
-                    s.par_chunks(1 << 16)
+                    // Partial sums in chunk order, added in that order: the result does not
+                    // depend on how rayon split the work (a parallel `sum` would).
+                    let partials: Vec<f64> = s
+                        .par_chunks(1 << 16)
                         .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-                        .sum::<f64>()
+                        .collect();
+                    partials.iter().sum::<f64>()
                 })?
             } else {
                 g.to_dtype(DType::F64)?

@@ -246,3 +246,35 @@ fn lora_adapters_round_trip_and_mismatches_are_named() {
     assert!(err.contains("missing"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Runs `f` on a pool of `threads` threads.
+fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn gradients_do_not_depend_on_the_thread_count() {
+    // Reductions over many rows (the RMSNorm weight gradient) and over many chunks (the
+    // gradient norm) must add in a fixed order, or training changes with the machine's load.
+    let (rows, d) = (4096, 64);
+    let x: Vec<f32> = (0..rows * d)
+        .map(|i| (((i * 7919) % 1000) as f32 - 500.0) * 10f32.powi((i % 5) as i32 - 2))
+        .collect();
+    let x = Tensor::from_vec(x, (rows, d), &Device::Cpu).unwrap();
+    let w = Var::ones(d, DType::F32, &Device::Cpu).unwrap();
+    let run = || {
+        let y = polyepo_engine::model::ops::rms_norm(&x, w.as_tensor(), 1e-6).unwrap();
+        let grads = (y * &x).unwrap().sum_all().unwrap().backward().unwrap();
+        let dw = common::bits(grads.get(w.as_tensor()).unwrap());
+        let norm = grad_norm(&[("w".to_owned(), w.clone())], &grads).unwrap();
+        (dw, norm.to_bits())
+    };
+    let one = with_threads(1, run);
+    for threads in [2, 3, 4] {
+        assert!(with_threads(threads, run) == one, "{threads} threads");
+    }
+}

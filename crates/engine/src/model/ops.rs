@@ -382,13 +382,14 @@ fn rms_grad_w_rows<T: Float + Send + Sync>(x: &[T], g: &[T], d: usize, eps: f64)
             }
             acc
         })
-        .reduce(
-            || vec![T::zero(); d],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
-                a
-            },
-        )
+        // Collected in chunk order and added in that order, so the result does not depend
+        // on how rayon split the work (a parallel `reduce` would, by float rounding).
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![T::zero(); d], |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
+            a
+        })
 }
 
 impl CustomOp2 for RmsNormOp {
