@@ -77,18 +77,16 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
     }
 
     // Re-running resumes: every run is already evaluated, so nothing retrains.
-    let before = std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let again = run_compare(&eval);
-    assert_eq!(
+    // When the first run's metrics were last written: unchanged means it did not retrain.
+    let metrics_written = || {
         std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
             .unwrap()
             .modified()
-            .unwrap(),
-        before
-    );
+            .unwrap()
+    };
+    let before = metrics_written();
+    let again = run_compare(&eval);
+    assert_eq!(metrics_written(), before);
     assert_eq!(
         serde_json::to_string(&again.runs[0].eval).unwrap(),
         serde_json::to_string(&c.runs[0].eval).unwrap()
@@ -102,13 +100,7 @@ fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
     let redone = run_compare(&more);
     assert!(redone.runs.iter().all(|r| r.eval.samples == 6));
     assert_eq!(redone.max_k, 6);
-    assert_eq!(
-        std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        before
-    );
+    assert_eq!(metrics_written(), before);
 
     // A single run's training report.
     let run = out.join("grpo-seed1");

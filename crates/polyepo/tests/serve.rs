@@ -268,10 +268,7 @@ fn a_short_request_is_not_held_behind_a_long_one() {
 fn a_client_that_leaves_stops_its_rows() {
     use std::io::{BufRead, BufReader, Write};
     let (server, base) = server_with(ServeLimits::default());
-    let addr = base
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1")
-        .to_owned();
+    let addr = server.addr.to_string();
     for stream in [true, false] {
         let body = json!({"prompt": "Once upon a time", "max_tokens": 800, "n": 2, "temperature": 2.0, "stream": stream}).to_string();
         let mut socket = std::net::TcpStream::connect(&addr).unwrap();
@@ -324,10 +321,7 @@ fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
         idle_timeout: Duration::from_secs(1),
         ..ServeLimits::default()
     });
-    let addr = base
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1")
-        .to_owned();
+    let addr = server.addr.to_string();
     let closed_within = |mut socket: std::net::TcpStream, limit: Duration| {
         socket.set_read_timeout(Some(limit)).unwrap();
         let start = Instant::now();
