@@ -127,14 +127,23 @@ async fn refuse(socket: TcpStream) {
     let _ = timeout(Duration::from_secs(1), socket.write_all(reply.as_bytes())).await;
 }
 
-fn json_reply(status: u16, body: &Value) -> Response<ReplyBody> {
-    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+/// A response with `status` and `content_type`.
+fn reply(status: u16, content_type: &'static str, body: ReplyBody) -> Response<ReplyBody> {
+    let mut reply = Response::new(body);
     *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     reply.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     reply
+}
+
+fn json_reply(status: u16, body: &Value) -> Response<ReplyBody> {
+    reply(
+        status,
+        "application/json",
+        Full::new(Bytes::from(body.to_string())).boxed(),
+    )
 }
 
 async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Response<ReplyBody> {
@@ -250,13 +259,7 @@ where
             cancelled.store(true, Ordering::Relaxed);
         }
     });
-    let mut reply = Response::new(ChannelBody(rx).boxed());
-    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    reply.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    reply
+    reply(status, content_type, ChannelBody(rx).boxed())
 }
 
 /// Sends pieces of a body; fails when the client is gone or not reading.
