@@ -1,4 +1,4 @@
-"""Scores crates/polyepo/tests/data/math_pairs.jsonl with the Python library math-verify and
+"""Scores crates/judge/tests/data/math_pairs.jsonl with the Python library math-verify and
 prints how often it agrees with the table's verdicts (which polyepo's checker reproduces;
 see crates/polyepo/tests/math_answers.rs). Run once: pip install math-verify."""
 import json
@@ -7,7 +7,7 @@ import sys
 
 from math_verify import parse, verify
 
-table = pathlib.Path(__file__).resolve().parent.parent / "crates/polyepo/tests/data/math_pairs.jsonl"
+table = pathlib.Path(__file__).resolve().parent.parent / "crates/judge/tests/data/math_pairs.jsonl"
 rows = [json.loads(line) for line in table.read_text().splitlines() if line.strip()]
 agree = 0
 for r in rows:

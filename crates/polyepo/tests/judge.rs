@@ -86,24 +86,19 @@ fn labels_a_group_through_the_real_server_and_caches_it() {
     assert_eq!(judge.stats().calls, 1);
     assert_eq!(judge.stats().labelled, 1);
     // The same group again: answered from the cache, no request.
-    let again = judge.label_group(&prompt(), &responses());
+    let again = judge.label_group(&prompt().text, &responses());
     assert_eq!(again.status, "cached");
     assert_eq!(judge.stats().calls, 1);
     // A new judge reads the cache file: re-running an evaluation does not pay twice.
     let fresh = LmJudge::new(cfg).unwrap();
-    assert_eq!(fresh.label_group(&prompt(), &responses()).status, "cached");
+    assert_eq!(fresh.label_group(&prompt().text, &responses()).status, "cached");
     assert_eq!(fresh.stats().calls, 0);
     // Concurrent groups (different prompts, so different requests) are all answered.
-    let groups: Vec<(Prompt, Vec<String>)> = (1..=4)
-        .map(|i| {
-            (
-                Prompt {
-                    text: format!("number {i}"),
-                    reference: serde_json::Value::Null,
-                },
-                responses(),
-            )
-        })
+    let problems: Vec<String> = (1..=4).map(|i| format!("number {i}")).collect();
+    let responses = responses();
+    let groups: Vec<(&str, &[String])> = problems
+        .iter()
+        .map(|p| (p.as_str(), responses.as_slice()))
         .collect();
     let labelled = judge.label_groups(&groups);
     assert!(labelled.iter().all(|l| l.status == "ok"), "{labelled:?}");
@@ -158,7 +153,7 @@ fn invalid_replies_are_retried_counted_and_handled_by_policy() {
         ..base
     })
     .unwrap();
-    let l = judge.label_group(&prompt(), &responses());
+    let l = judge.label_group(&prompt().text, &responses());
     assert_eq!(l.status, "failed: http-400");
     assert_eq!(judge.stats().calls, 1);
     server.shutdown();

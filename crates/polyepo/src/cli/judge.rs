@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
-use polyepo::rl::tasks::Prompt;
 use serde::Deserialize;
 use setrl::Strategy;
 
@@ -90,15 +89,13 @@ pub fn run(args: &JudgeArgs) -> Result<()> {
         if g.responses.is_empty() {
             bail!("{}:{}: `responses` is empty", args.input.display(), i + 1);
         }
-        groups.push((
-            Prompt {
-                text: g.prompt,
-                reference: serde_json::Value::Null,
-            },
-            g.responses,
-        ));
+        groups.push((g.prompt, g.responses));
     }
-    let labelled = judge.label_groups(&groups);
+    let borrowed: Vec<(&str, &[String])> = groups
+        .iter()
+        .map(|(p, r)| (p.as_str(), r.as_slice()))
+        .collect();
+    let labelled = judge.label_groups(&borrowed);
     let mut out = std::io::stdout().lock();
     for l in labelled {
         let clusters: Vec<Option<i64>> = l

@@ -1,31 +1,14 @@
 //! Strategy judges: who labels each response of a prompt group with a strategy cluster.
 //! The task's own program labeler is one; an LM judge over an OpenAI-compatible API plugs in
-//! beside it through the same trait.
+//! beside it through the same trait. The LM judge itself lives in `polyepo-judge` (shared
+//! with the Python package); this module adapts it to the trainer's tasks.
 
-pub mod lm;
-pub mod prompts;
+pub use polyepo_judge::{JudgeError, lm, prompts};
 
+use lm::{JudgeStats, Labelled, LmJudge};
 use setrl::Strategy;
-use thiserror::Error;
 
 use crate::rl::tasks::{Prompt, Task};
-
-/// Why a group could not be labelled.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum JudgeError {
-    /// The judge has no opinion on this task (e.g. a task without a labeler).
-    #[error(
-        "the task `{0}` has no strategy labeler: use an LM judge or a per-generation algorithm"
-    )]
-    NoLabeler(String),
-    /// The judge failed for a reason it names.
-    #[error("{0}")]
-    Failed(String),
-    /// The judge could not label the group and its failure policy is `skip`: the group's
-    /// advantages become zero.
-    #[error("judge skipped the group ({0})")]
-    Skipped(String),
-}
 
 /// Labels the N responses to one prompt with strategy clusters.
 pub trait StrategyJudge: Send + Sync {
@@ -68,5 +51,38 @@ impl StrategyJudge for TaskJudge<'_> {
                     .ok_or_else(|| JudgeError::NoLabeler(self.task.name().into()))
             })
             .collect()
+    }
+}
+
+/// A skipped group (no labels) becomes [`JudgeError::Skipped`], so the trainer zeroes it.
+fn into_result(labelled: Labelled, n: usize) -> Result<Vec<Strategy>, JudgeError> {
+    if labelled.clusters.is_empty() && n > 0 {
+        return Err(JudgeError::Skipped(labelled.status));
+    }
+    Ok(labelled.clusters)
+}
+
+impl StrategyJudge for LmJudge {
+    fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError> {
+        into_result(self.label_group(&prompt.text, responses), responses.len())
+    }
+
+    fn label_batch(
+        &self,
+        groups: &[(Prompt, Vec<String>)],
+    ) -> Vec<Result<Vec<Strategy>, JudgeError>> {
+        let borrowed: Vec<(&str, &[String])> = groups
+            .iter()
+            .map(|(p, r)| (p.text.as_str(), r.as_slice()))
+            .collect();
+        self.label_groups(&borrowed)
+            .into_iter()
+            .zip(groups)
+            .map(|(l, (_, r))| into_result(l, r.len()))
+            .collect()
+    }
+
+    fn stats(&self) -> Option<JudgeStats> {
+        Some(LmJudge::stats(self))
     }
 }

@@ -4,7 +4,6 @@
 pub mod countdown;
 pub mod digits;
 pub mod jsonl;
-pub mod math_answer;
 pub mod reach;
 
 use serde::{Deserialize, Serialize};
@@ -130,13 +129,4 @@ pub fn skewed_pick(
     solutions.pop()
 }
 
-/// A stable 63-bit id for a canonical strategy string (FNV-1a), so cluster ids do not
-/// depend on the order strategies were seen in.
-pub fn strategy_id(canonical: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canonical.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h >> 1) as i64
-}
+pub use polyepo_judge::strategy_id;

@@ -2,7 +2,7 @@
 //! (`data/math_pairs.jsonl`; `scripts/math_verify_agreement.py` scores the same table with the
 //! Python library math-verify).
 
-use polyepo::rl::tasks::math_answer::equivalent;
+use polyepo_judge::math::equivalent;
 
 #[test]
 fn verdicts_match_the_table() {

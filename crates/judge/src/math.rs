@@ -342,7 +342,7 @@ pub fn equivalent(predicted: &str, reference: &str) -> bool {
     let vars = variables(&p);
     if !vars.is_empty() || !variables(&r).is_empty() {
         return vars == variables(&r)
-            && [0.618_033_9, 1.414_213_5, -0.732_050_8].iter().all(|&x| {
+            && [0.618_033_9, 1.324_718, -0.732_050_8].iter().all(|&x| {
                 match (value_at(&p, x), value_at(&r, x)) {
                     (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                     _ => false,

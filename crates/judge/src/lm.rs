@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use setrl::Strategy;
 
-use super::prompts;
-use super::{JudgeError, StrategyJudge};
-use crate::rl::tasks::Prompt;
+use crate::JudgeError;
+use crate::prompts;
 
 /// What to do when the judge cannot label a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// Every response its own cluster (the paper's silent default; inflates diversity).
@@ -186,7 +186,8 @@ pub fn parse_reply(
         .collect()
 }
 
-fn to_strategies(ids: &[Option<i64>]) -> Vec<Strategy> {
+/// Labels as strategies: `None` (degenerate) becomes [`Strategy::Degenerate`].
+pub fn to_strategies(ids: &[Option<i64>]) -> Vec<Strategy> {
     ids.iter()
         .map(|c| c.map_or(Strategy::Degenerate, Strategy::Cluster))
         .collect()
@@ -247,10 +248,10 @@ impl LmJudge {
         }
     }
 
-    fn request_body(&self, prompt: &Prompt, responses: &[String]) -> Value {
+    fn request_body(&self, problem: &str, responses: &[String]) -> Value {
         json!({
             "model": self.cfg.model,
-            "messages": [{ "role": "user", "content": prompts::render(&self.template, &prompt.text, responses, self.cfg.degenerate_id) }],
+            "messages": [{ "role": "user", "content": prompts::render(&self.template, problem, responses, self.cfg.degenerate_id) }],
             "temperature": 0.0,
             "max_tokens": self.cfg.max_tokens,
         })
@@ -315,11 +316,12 @@ impl LmJudge {
         })
     }
 
-    /// Labels one group, applying the failure policy; never fails unless the policy is `skip`.
-    pub fn label_group(&self, prompt: &Prompt, responses: &[String]) -> Labelled {
+    /// Labels the responses to one problem, applying the failure policy: under `skip` a
+    /// failed group gets no labels (and its status says why).
+    pub fn label_group(&self, problem: &str, responses: &[String]) -> Labelled {
         let n = responses.len();
-        let body = self.request_body(prompt, responses);
-        let key = format!("{:016x}", crate::rl::tasks::strategy_id(&body.to_string()));
+        let body = self.request_body(problem, responses);
+        let key = format!("{:016x}", crate::strategy_id(&body.to_string()));
         if let Some(ids) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             if let Ok(mut s) = self.stats.lock() {
                 s.cache_hits += 1;
@@ -397,15 +399,16 @@ impl LmJudge {
         }
     }
 
-    /// Labels many groups with at most `max_concurrency` requests in flight.
-    pub fn label_groups(&self, groups: &[(Prompt, Vec<String>)]) -> Vec<Labelled> {
+    /// Labels many (problem, responses) groups with at most `max_concurrency` requests in
+    /// flight; the results are in the order of `groups`.
+    pub fn label_groups(&self, groups: &[(&str, &[String])]) -> Vec<Labelled> {
         let width = self.cfg.max_concurrency.max(1);
         let mut out = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(width) {
             let labelled: Vec<Labelled> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
                     .iter()
-                    .map(|(p, r)| scope.spawn(move || self.label_group(p, r)))
+                    .map(|&(p, r)| scope.spawn(move || self.label_group(p, r)))
                     .collect();
                 handles
                     .into_iter()
@@ -426,34 +429,6 @@ impl LmJudge {
 /// Failures go to standard error with their reason (the key is never part of the message).
 fn warn(message: &str) {
     eprintln!("warning: {message}");
-}
-
-fn into_result(labelled: Labelled, n: usize) -> Result<Vec<Strategy>, JudgeError> {
-    if labelled.clusters.is_empty() && n > 0 {
-        return Err(JudgeError::Skipped(labelled.status));
-    }
-    Ok(labelled.clusters)
-}
-
-impl StrategyJudge for LmJudge {
-    fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError> {
-        into_result(self.label_group(prompt, responses), responses.len())
-    }
-
-    fn label_batch(
-        &self,
-        groups: &[(Prompt, Vec<String>)],
-    ) -> Vec<Result<Vec<Strategy>, JudgeError>> {
-        self.label_groups(groups)
-            .into_iter()
-            .zip(groups)
-            .map(|(l, (_, r))| into_result(l, r.len()))
-            .collect()
-    }
-
-    fn stats(&self) -> Option<JudgeStats> {
-        Some(LmJudge::stats(self))
-    }
 }
 
 #[cfg(test)]
