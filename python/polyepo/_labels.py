@@ -1,0 +1,58 @@
+"""Strategy labels for a flat batch: one judge call per prompt group, results per sample."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+Strategy = Callable[[str, str], "int | None"]
+
+
+def flat_clusters(
+    problems: Sequence[str],
+    responses: Sequence[str],
+    group_ids: Sequence[object],
+    labeler: "Strategy | object",
+) -> tuple[list[int | None], dict[str, int]]:
+    """Cluster ids for every sample of a flat batch, in input order.
+
+    ``labeler`` is either a :class:`polyepo.Judge` (each group's responses go to the judge
+    together, all groups in one concurrent call) or a function ``(problem, response) ->
+    cluster id or None`` (a programmatic strategy labeler, called per sample).
+
+    Returns the cluster ids and a count of group outcomes by status (``ok``, ``cached``,
+    ``failed: <reason>``), which trainers log.
+    """
+    n = len(responses)
+    if len(problems) != n or len(group_ids) != n:
+        raise ValueError(
+            f"problems ({len(problems)}), responses ({n}) and group_ids ({len(group_ids)}) "
+            "must have one entry per sample"
+        )
+    from polyepo._core import Judge
+
+    if not isinstance(labeler, Judge):
+        clusters = [labeler(p, r) for p, r in zip(problems, responses)]
+        for i, c in enumerate(clusters):
+            if c is not None and not isinstance(c, int):
+                raise TypeError(f"the strategy function returned {c!r} for sample {i}: return an int or None")
+        return clusters, {"ok": len({_key(g) for g in group_ids})}
+    order: dict[object, list[int]] = {}
+    for i, g in enumerate(group_ids):
+        order.setdefault(_key(g), []).append(i)
+    members = list(order.values())
+    labelled = labeler.label(
+        [problems[m[0]] for m in members], [[responses[i] for i in m] for m in members]
+    )
+    clusters: list[int | None] = [None] * n
+    statuses: dict[str, int] = {}
+    for m, labels in zip(members, labelled):
+        statuses[labels.status] = statuses.get(labels.status, 0) + 1
+        for i, c in zip(m, labels.clusters):
+            clusters[i] = c
+    return clusters, statuses
+
+
+def _key(group_id: object) -> object:
+    # numpy scalars and 0-d tensors hash by value only after conversion.
+    item = getattr(group_id, "item", None)
+    return item() if callable(item) else group_id
