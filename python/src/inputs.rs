@@ -80,7 +80,9 @@ fn converted<'py, T: numpy::Element + Clone>(
     array: &Bound<'py, PyAny>,
     dtype: &str,
 ) -> PyResult<Vec<T>> {
-    let typed = array.call_method1("astype", (dtype,))?;
+    let kwargs = pyo3::types::PyDict::new(array.py());
+    kwargs.set_item("copy", false)?;
+    let typed = array.call_method("astype", (dtype,), Some(&kwargs))?;
     let typed = typed.cast_into::<PyArray1<T>>()?;
     Ok(typed.readonly().as_array().to_vec())
 }

@@ -5,7 +5,7 @@
 //! so the cost is O(N·C + C·n) (mean: O(N), max: O(N log N)) instead of C(N, n)·n.
 
 use crate::advantages::Advantages;
-use crate::binomial::avoid_ratio;
+use crate::binomial::avoid_ratios;
 use crate::error::Result;
 use crate::group::Group;
 use crate::objective::Objective;
@@ -133,15 +133,13 @@ fn polychromatic(group: &Group, n: usize) -> Advantages {
         0.0
     };
 
-    let u: Vec<f64> = size
-        .iter()
-        .map(|&g| avoid_ratio(big_n - 1, g, n - 1))
-        .collect();
+    let largest = size.iter().copied().max().unwrap_or(0);
+    let avoid_one = avoid_ratios(big_n - 1, n - 1, largest);
+    let u: Vec<f64> = size.iter().map(|&g| avoid_one[g]).collect();
     let h: Vec<f64> = u.iter().map(|u| nf / big_nf * u).collect();
     let v: Vec<f64> = if n >= 2 {
-        size.iter()
-            .map(|&g| avoid_ratio(big_n - 2, g, n - 2) * q)
-            .collect()
+        let avoid_two = avoid_ratios(big_n - 2, n - 2, largest);
+        size.iter().map(|&g| avoid_two[g] * q).collect()
     } else {
         vec![0.0; num_clusters]
     };
