@@ -2,7 +2,9 @@
 //! neither overflow nor lose precision at N in the thousands (C(4096, 2048) ≈ 10^1231).
 
 /// C(m − g, k) / C(m, k): the probability that a uniform k-subset of m items avoids g given
-/// items. Zero when fewer than k items remain after removing g.
+/// items. Zero when fewer than k items remain after removing g. The definition that
+/// [`avoid_ratios`] is tested against.
+#[cfg(test)]
 pub(crate) fn avoid_ratio(m: usize, g: usize, k: usize) -> f64 {
     if g > m || m - g < k {
         return 0.0;
