@@ -39,6 +39,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Label JSON Lines groups with an LM judge over an OpenAI-compatible API.
     Judge(cli::judge::JudgeArgs),
+    /// Print the log-probability a model gives each token of a text (JSON).
+    Logprobs(cli::logprobs::LogprobsArgs),
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
 }
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Judge(args) => cli::judge::run(args),
+        Command::Logprobs(args) => cli::logprobs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,8 +100,8 @@ pub fn hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
 }
 
 /// Writes a directory that Hugging Face `transformers` (and polyepo) load as a model:
-/// config.json, model.safetensors with LoRA merged in, tokenizer.json and
-/// tokenizer_config.json (chat template, EOS).
+/// config.json, model.safetensors with LoRA merged in, generation_config.json (the stop
+/// tokens), tokenizer.json and tokenizer_config.json (chat template, EOS).
 pub fn export_hf(model: &Llama, tokenizer: &TextTokenizer, dir: &Path) -> ModelResult<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let mut merged = model.clone();
@@ -113,10 +113,20 @@ pub fn export_hf(model: &Llama, tokenizer: &TextTokenizer, dir: &Path) -> ModelR
         .map_err(|e| ModelError::io(dir.join("config.json"), e))?;
     tokenizer.save(&dir.join("tokenizer.json"))?;
     let eos = tokenizer
-        .stop_ids
-        .first()
-        .copied()
+        .eos_id
+        .or_else(|| tokenizer.stop_ids.first().copied())
         .unwrap_or(tokenizer.pad_id);
+    // Generation stops on every stop token, as polyepo's sampler does (for a chat model both
+    // `<|im_end|>` and `<|endoftext|>`); transformers and vLLM read the list from here.
+    let generation = serde_json::json!({
+        "eos_token_id": tokenizer.stop_ids,
+        "pad_token_id": tokenizer.pad_id,
+        "bos_token_id": tokenizer.bos_id,
+    });
+    let bytes = serde_json::to_vec_pretty(&generation)
+        .map_err(|e| ModelError::format("generation_config", e.to_string()))?;
+    let path = dir.join("generation_config.json");
+    crate::atomic::write_atomic(&path, &bytes).map_err(|e| ModelError::io(path, e))?;
     let tok_config = serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": tokenizer.id_to_token(eos),

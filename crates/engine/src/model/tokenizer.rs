@@ -19,6 +19,9 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     /// Ids that end a generation (EOS, `<|im_end|>`, `<|eot_id|>`, ...).
     pub stop_ids: Vec<u32>,
+    /// The end-of-sequence id the model declares (exported as its `eos_token`), when it
+    /// declares one; otherwise the first of `stop_ids` stands in.
+    pub eos_id: Option<u32>,
     /// Id used to pad batches (never attended to).
     pub pad_id: u32,
     /// BOS id, prepended when the model expects it.
@@ -69,6 +72,7 @@ impl TextTokenizer {
         Self {
             inner,
             stop_ids,
+            eos_id: eos,
             pad_id,
             bos_id: bos,
             chat_template,

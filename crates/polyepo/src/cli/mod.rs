@@ -6,6 +6,7 @@ pub mod compare;
 pub mod device;
 pub mod eval;
 pub mod judge;
+pub mod logprobs;
 pub mod report;
 pub mod sample;
 pub mod serve;
