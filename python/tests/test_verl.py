@@ -175,3 +175,40 @@ def test_configuration_errors_are_clear(tokenizer_dir):
     with pytest.raises(ValueError, match="set size 9 is invalid for a group of 4"):
         ray_trainer.compute_advantage(data, adv_estimator="polyepo",
                                       config=algorithm_config(tokenizer_dir, set_size=9))
+
+
+def test_the_example_config_composes_with_verls_own(tmp_path):
+    # The shipped config, composed by Hydra against verl's trainer config as
+    # `python -m verl.trainer.main_ppo --config-name polyepo_trainer` would: valid keys, the
+    # paper's settings, and an algorithm section the estimator reads.
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    import polyepo.verl
+    from polyepo.verl.plugin import settings
+
+    directory = os.path.dirname(polyepo.verl.__file__)
+    with initialize_config_dir(config_dir=directory, version_base=None):
+        cfg = compose(
+            config_name="polyepo_trainer",
+            overrides=[
+                "actor_rollout_ref.model.path=/models/qwen", "data.train_batch_size=8",
+                "trainer.n_gpus_per_node=1", "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+                "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+            ],
+        )
+    actor = cfg.actor_rollout_ref.actor
+    assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, 0.28, 3.0)
+    assert actor.loss_agg_mode == "seq-mean-token-sum-norm" and not actor.use_kl_loss
+    assert actor.optim.lr == 1e-6 and cfg.actor_rollout_ref.rollout.n == 8
+    assert cfg.algorithm.adv_estimator == "polyepo" and not cfg.algorithm.use_kl_in_reward
+    # verl's own start-up checks accept it, and it needs neither a critic nor a reference model.
+    from verl.trainer.main_ppo import validate_config
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+
+    assert not need_critic(cfg) and not need_reference_policy(cfg)
+    validate_config(config=cfg, use_reference_policy=False, use_critic=False)
+    polyepo_settings = settings(cfg.algorithm)
+    assert polyepo_settings["set_size"] == 4 and polyepo_settings["tokenizer"] == "/models/qwen"
