@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Sequence
 
 Strategy = Callable[[str, str], "int | None"]
@@ -33,7 +34,7 @@ def flat_clusters(
     if not isinstance(labeler, Judge):
         clusters = [labeler(p, r) for p, r in zip(problems, responses)]
         for i, c in enumerate(clusters):
-            if c is not None and not isinstance(c, int):
+            if c is not None and (isinstance(c, bool) or not isinstance(c, numbers.Integral)):
                 raise TypeError(f"the strategy function returned {c!r} for sample {i}: return an int or None")
         return clusters, {"ok": len({_key(g) for g in group_ids})}
     order: dict[object, list[int]] = {}
