@@ -131,7 +131,8 @@ pub fn set_advantages<'py>(
     run(py, method, seed, rewards, labels, group_ids)
 }
 
-/// GRPO's advantages: (reward - group mean) / (group std + 1e-6), per group, in input order.
+/// GRPO's advantages: (reward - group mean) / (group sample std + 1e-6), per group, in input
+/// order (verl's and polyepo train's form).
 #[pyfunction]
 pub fn grpo_advantages<'py>(
     py: Python<'py>,

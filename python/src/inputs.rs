@@ -104,6 +104,21 @@ fn repr(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// Element `i` of argument `name` as an integer: Python and numpy integers (`__index__`),
+/// not bool, float or str; otherwise a `TypeError` saying `what` was expected.
+fn integer(item: &Bound<'_, PyAny>, name: &str, i: usize, what: &str) -> PyResult<i64> {
+    let value = (!item.is_instance_of::<PyBool>())
+        .then(|| item.extract::<i64>().ok())
+        .flatten();
+    value.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{name}[{i}] is {} ({}): {what}",
+            repr(item),
+            type_name(item)
+        ))
+    })
+}
+
 /// One float per sample; every value finite.
 pub fn floats(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
     let values = match numeric_or_items(obj, name)? {
@@ -164,19 +179,8 @@ pub fn clusters(
                 if item.is_none() {
                     ids.push(None);
                 } else {
-                    // Python and numpy integers (__index__); not bool, float or str.
-                    let id = (!item.is_instance_of::<PyBool>())
-                        .then(|| item.extract::<i64>().ok())
-                        .flatten()
-                        .ok_or_else(|| {
-                            PyTypeError::new_err(format!(
-                                "{name}[{i}] is {} ({}): expected an integer cluster id (64-bit) \
-                                 or None",
-                                repr(&item),
-                                type_name(&item)
-                            ))
-                        })?;
-                    ids.push(Some(id));
+                    let what = "expected an integer cluster id (64-bit) or None";
+                    ids.push(Some(integer(&item, name, i, what)?));
                 }
             }
             ids
@@ -204,17 +208,8 @@ pub fn group_keys(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<GroupKey>>
                 if item.is_instance_of::<PyString>() {
                     keys.push(GroupKey::Str(item.extract()?));
                 } else {
-                    let id = (!item.is_instance_of::<PyBool>())
-                        .then(|| item.extract::<i64>().ok())
-                        .flatten()
-                        .ok_or_else(|| {
-                            PyTypeError::new_err(format!(
-                                "{name}[{i}] is {} ({}): a group id is an integer or a string",
-                                repr(&item),
-                                type_name(&item)
-                            ))
-                        })?;
-                    keys.push(GroupKey::Int(id));
+                    let what = "a group id is an integer or a string";
+                    keys.push(GroupKey::Int(integer(&item, name, i, what)?));
                 }
             }
             Ok(keys)
