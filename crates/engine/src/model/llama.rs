@@ -185,9 +185,8 @@ impl Llama {
             Some(head) => head.forward(hidden),
             None => {
                 let (b, t, d) = hidden.dims3()?;
-                hidden
-                    .reshape((b * t, d))?
-                    .matmul(&self.embed_tokens.t()?)?
+                // Tied embeddings: under LoRA the largest frozen matrix of all.
+                super::ops::frozen_product(&hidden.reshape((b * t, d))?, &self.embed_tokens)?
                     .reshape((b, t, self.cfg.vocab_size))
             }
         }

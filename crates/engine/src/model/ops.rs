@@ -1,6 +1,6 @@
 //! Fused, differentiable kernels for the places where composed candle ops cost the most
-//! memory and time in training: the masked attention softmax, RoPE, RMSNorm and the
-//! vocabulary log-softmax. candle's own fused kernels have no backward pass (docs/design.md §3); these carry
+//! memory and time in training: the masked attention softmax, RoPE, RMSNorm, the
+//! vocabulary log-softmax, and products with frozen weights. candle's own fused kernels have no backward pass (docs/design.md §3); these carry
 //! one. Each forward keeps one output tensor where the composition kept five or six, and
 //! each backward is one pass. CPU f32/f64 only; other devices and dtypes fall back to the
 //! differentiable compositions, which the tests check them against.
@@ -600,6 +600,58 @@ pub fn log_prob_at(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
     (picked - lse)?.squeeze(D::Minus1)
 }
 
+// ---------------------------------------------------------------- product with a frozen weight
+
+/// Attaches `x · wᵀ` (computed without a graph) to `x`'s graph: the forward pass hands the
+/// product through, the backward pass gives x the gradient `grad · w` and w none.
+struct FrozenProduct {
+    /// (out, in), never trained.
+    w: Tensor,
+}
+
+impl CustomOp2 for FrozenProduct {
+    fn name(&self) -> &'static str {
+        "frozen-product"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = float_kernel!("frozen-product", s1 / l1 => _x, s2 / l2 => y; y.to_vec());
+        Ok((out, l2.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.matmul(&self.w)?), None))
+    }
+}
+
+/// `x · wᵀ` for a weight that is not trained (the base weights under LoRA). candle's matmul
+/// backward always forms the gradient of both operands; for a frozen (out, in) weight that
+/// is a full-size product thrown away, as costly as the forward matmul, plus a zeroed buffer
+/// of the weight's size. This computes only the input's gradient. A trainable weight (a
+/// variable), an input outside any graph, or another device or dtype take the plain matmul.
+///
+/// # Shapes
+/// x: (M, in), w: (out, in) → (M, out).
+pub fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let plain = || x.matmul(&w.t()?);
+    if w.is_variable() || !x.track_op() || !fusable(x) || x.dtype() != w.dtype() {
+        return plain();
+    }
+    let y = x.detach().matmul(&w.t()?)?.contiguous()?;
+    x.contiguous()?
+        .apply_op2(&y, FrozenProduct { w: w.detach() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +674,41 @@ mod tests {
             .unwrap()
             .to_scalar::<f64>()
             .unwrap()
+    }
+
+    #[test]
+    fn frozen_products_give_the_input_gradient_and_skip_the_weights() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (6, 5), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f64, 1.0, (4, 5), &dev).unwrap();
+        let g = Tensor::randn(0f64, 1.0, (6, 4), &dev).unwrap();
+        let h = x.as_tensor().sqr().unwrap(); // an input inside a graph
+        let fused = frozen_product(&h, &w).unwrap();
+        let plain = h.matmul(&w.t().unwrap()).unwrap();
+        assert_eq!(close(&fused, &plain), 0.0);
+        let gf = (fused * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(gf.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
+        // The plain matmul formed a (4, 5) gradient for the frozen weight (stored under its
+        // transposed view); the fused product forms none.
+        let weight_sized = |grads: &candle_core::backprop::GradStore| {
+            grads
+                .get_ids()
+                .filter_map(|id| grads.get_id(*id))
+                .filter(|t| t.elem_count() == 20)
+                .count()
+        };
+        assert_eq!(weight_sized(&gp), 1);
+        assert_eq!(weight_sized(&gf), 0);
+        // A trainable weight keeps candle's matmul and gets its gradient.
+        let v = Var::from_tensor(&w).unwrap();
+        let gv = (frozen_product(&h, v.as_tensor()).unwrap() * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(gv.get(&v).is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `polyepo bench`: the engine's speed and memory on a real model: sampling throughput at
-//! several batch sizes, training forward+backward throughput, and one AdamW step over every
-//! parameter. Numbers go to README's performance section.
+//! several batch sizes, training forward+backward throughput, one AdamW step over every
+//! parameter, and whole RL steps of a training config with their split. Numbers go to
+//! README's performance section.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +14,13 @@ use polyepo_engine::model::{Batch, load_model};
 use polyepo_engine::optim::{AdamW, AdamWConfig, grad_norm};
 use polyepo_engine::sample::{SamplingParams, generate};
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use polyepo::rl::config::TrainConfig;
+use polyepo::rl::train::run_dir::read_metrics;
+use polyepo::rl::train::{TrainOptions, train};
+
 use super::device::DeviceArgs;
 
 /// One measurement of `polyepo bench`.
@@ -24,6 +32,9 @@ pub enum BenchPart {
     Train,
     /// One AdamW step over every parameter.
     Adamw,
+    /// Whole RL steps of `--config` (sampling, rewards and labels, advantages, π_old,
+    /// update) and the run's peak memory.
+    RlStep,
 }
 
 /// Arguments of `polyepo bench`.
@@ -52,6 +63,12 @@ pub struct BenchArgs {
     /// Training sequence length.
     #[arg(long, default_value_t = 256)]
     pub train_len: usize,
+    /// Training config for `rl-step` (its model, task and batch; `--model` is not used).
+    #[arg(long, default_value = "configs/smollm2-lora.toml")]
+    pub config: PathBuf,
+    /// RL steps to time for `rl-step`.
+    #[arg(long, default_value_t = 2)]
+    pub steps: u64,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -70,6 +87,9 @@ pub fn peak_rss_gib() -> f64 {
 
 /// Runs the selected measurements and prints one line each.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.only == [BenchPart::RlStep] {
+        return rl_steps(args);
+    }
     let device = args.device.device()?;
     let mut loaded = load_model(&args.model, args.device.dtype(), &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -171,5 +191,43 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
     }
+    if wants(BenchPart::RlStep) {
+        rl_steps(args)?;
+    }
+    Ok(())
+}
+
+/// Trains `--steps` steps of `--config` in a scratch directory and prints each step's split.
+fn rl_steps(args: &BenchArgs) -> Result<()> {
+    let settings = [
+        format!("run.steps={}", args.steps),
+        "run.checkpoint_every=0".to_owned(),
+    ];
+    let cfg = TrainConfig::load(Some(&args.config), &settings)?;
+    let dir = std::env::temp_dir().join(format!("polyepo-bench-rl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = TrainOptions {
+        resume: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        on_event: &mut |_| {},
+    };
+    let result = train(&cfg, &dir, options).and_then(|_| read_metrics(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "rl-step {} ({} prompts x {} samples, up to {} new tokens)",
+        args.config.display(),
+        cfg.rollout.prompts_per_step,
+        cfg.rollout.samples_per_prompt,
+        cfg.rollout.max_new_tokens
+    );
+    for m in result? {
+        let update = m.time_update - m.time_pi_old;
+        let total = m.time_rollout + m.time_judge + m.time_advantage + m.time_update;
+        println!(
+            "rl-step {}: total {total:.1} s = sampling {:.1} s ({:.1} tokens/s) + rewards and labels {:.2} s + advantages {:.3} s + pi_old {:.1} s + update {update:.1} s",
+            m.step, m.time_rollout, m.tokens_per_s, m.time_judge, m.time_advantage, m.time_pi_old
+        );
+    }
+    println!("rl-step peak RSS {:.2} GiB", peak_rss_gib());
     Ok(())
 }

@@ -89,9 +89,12 @@ pub struct StepMetrics {
     /// Seconds computing advantages.
     #[serde(rename = "time/advantage", deserialize_with = "null_as_nan")]
     pub time_advantage: f64,
-    /// Seconds updating the policy.
+    /// Seconds updating the policy (π_old included).
     #[serde(rename = "time/update", deserialize_with = "null_as_nan")]
     pub time_update: f64,
+    /// Seconds of the update spent computing π_old (and π_ref) before the first step.
+    #[serde(rename = "time/pi_old", default, deserialize_with = "null_as_nan")]
+    pub time_pi_old: f64,
     /// LM judge requests this step (retries included; 0 with the task's labeler).
     #[serde(rename = "judge/calls", default, deserialize_with = "null_as_nan")]
     pub judge_calls: f64,
@@ -197,6 +200,7 @@ impl StepMetrics {
             time_judge: 0.0,
             time_advantage: 0.0,
             time_update: 0.0,
+            time_pi_old: 0.0,
             judge_latency: 0.0,
             ..self.clone()
         }

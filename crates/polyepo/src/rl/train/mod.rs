@@ -205,6 +205,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         (m.pg_loss, m.clipfrac, m.approx_kl, m.ref_kl) =
             (stats.pg_loss, stats.clipfrac, stats.approx_kl, stats.ref_kl);
         (m.entropy, m.grad_norm, m.lr) = (stats.entropy, stats.grad_norm, stats.lr);
+        m.time_pi_old = stats.pi_old_s;
         run.append_metrics(&m)?;
         events
             .scalars(step, &m.scalars())

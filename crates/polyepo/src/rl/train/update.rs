@@ -29,6 +29,8 @@ pub struct UpdateStats {
     pub grad_norm: f64,
     /// Learning rate of the last step.
     pub lr: f64,
+    /// Seconds computing π_old (and π_ref) before the first optimizer step.
+    pub pi_old_s: f64,
 }
 
 /// What the update reads from the configuration: the loss, the optimizer schedule, and the
@@ -86,6 +88,7 @@ pub fn ppo_update(
     };
 
     // π_old (and π_ref) for every mini-batch, before any update changes the weights.
+    let start = std::time::Instant::now();
     let frozen = policy.model.frozen();
     let mut old = Vec::with_capacity(minibatches.len());
     let mut reference = Vec::with_capacity(minibatches.len());
@@ -98,7 +101,10 @@ pub fn ppo_update(
     }
     drop(frozen);
 
-    let mut stats = UpdateStats::default();
+    let mut stats = UpdateStats {
+        pi_old_s: start.elapsed().as_secs_f64(),
+        ..UpdateStats::default()
+    };
     let mut count = 0.0;
     for _epoch in 0..optim.ppo_epochs {
         for (i, mb) in minibatches.iter().enumerate() {
