@@ -267,7 +267,7 @@ fn a_short_request_is_not_held_behind_a_long_one() {
 #[test]
 fn a_client_that_leaves_stops_its_rows() {
     use std::io::{BufRead, BufReader, Write};
-    let (server, base) = server_with(ServeLimits::default());
+    let (server, _base) = server_with(ServeLimits::default());
     let addr = server.addr.to_string();
     for stream in [true, false] {
         let body = json!({"prompt": "Once upon a time", "max_tokens": 800, "n": 2, "temperature": 2.0, "stream": stream}).to_string();
