@@ -146,6 +146,77 @@ fn one_polyepo_step_raises_the_best_generation() {
 }
 
 #[test]
+fn micro_batches_take_the_same_step_as_whole_mini_batches() {
+    // For every loss aggregation, a mini-batch in micro-batches of 3 sequences (uneven
+    // split) moves the weights as the whole mini-batch does, up to float summation order.
+    let root = temp_root("micro");
+    for aggregation in ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] {
+        let mut cfg = small_config();
+        cfg.loss.aggregation = serde_json::from_value(serde_json::json!(aggregation)).unwrap();
+        let task = build_task(&cfg).unwrap();
+        let judge = TaskJudge::new(task.as_ref());
+        let prompts = step_prompts(task.as_ref(), &cfg, 0);
+        let step = |micro_batch: usize| -> (Vec<f32>, update::UpdateStats) {
+            let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
+            let (samples, _) = rollout::collect(
+                &policy,
+                task.as_ref(),
+                Some(&judge),
+                &prompts,
+                &cfg.rollout,
+                &cfg.algorithm,
+                7,
+            )
+            .unwrap();
+            let mut settings_cfg = cfg.clone();
+            settings_cfg.optim.micro_batch = micro_batch;
+            let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+            let stats = update::ppo_update(
+                &policy,
+                &mut opt,
+                &samples,
+                &update::UpdateSettings::of(&settings_cfg),
+            )
+            .unwrap();
+            let weights = policy
+                .vars
+                .iter()
+                .flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect();
+            (weights, stats)
+        };
+        let ((whole, whole_stats), (micro, micro_stats)) = (step(0), step(3));
+        // AdamW's first step barely sees the gradient's scale; the gradient norm and the
+        // loss do, so a wrongly weighted accumulation shows there.
+        for (what, a, b) in [
+            ("gradient norm", whole_stats.grad_norm, micro_stats.grad_norm),
+            ("policy loss", whole_stats.pg_loss, micro_stats.pg_loss),
+            ("entropy", whole_stats.entropy, micro_stats.entropy),
+            ("clip fraction", whole_stats.clipfrac, micro_stats.clipfrac),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs() + 1e-6,
+                "{aggregation}: {what} {a} whole vs {b} in micro-batches"
+            );
+        }
+        let start = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
+        let initial: Vec<f32> = start
+            .vars
+            .iter()
+            .flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect();
+        let moved: f32 = whole.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
+        let differ: f32 = whole.iter().zip(&micro).map(|(a, b)| (a - b).abs()).sum();
+        assert!(moved > 0.0, "{aggregation}: the step moved nothing");
+        assert!(
+            differ <= 1e-3 * moved,
+            "{aggregation}: micro-batches moved the weights by {differ} away from the whole mini-batch's step of {moved}"
+        );
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
 fn cli_names_bad_keys_and_missing_models() {
     let bin = env!("CARGO_BIN_EXE_polyepo");
     let out = std::process::Command::new(bin)

@@ -181,6 +181,10 @@ pub struct OptimSection {
     pub ppo_epochs: usize,
     /// Optimizer steps per epoch (the prompts are split into this many mini-batches).
     pub minibatches: usize,
+    /// Sequences per forward and backward pass inside a mini-batch, their gradients
+    /// accumulated into one optimizer step (0 = the whole mini-batch at once). Bounds the
+    /// activation memory; the step is the same up to the order of floating-point sums.
+    pub micro_batch: usize,
 }
 
 /// Everything a training run needs.
@@ -265,6 +269,7 @@ impl Default for TrainConfig {
                 schedule: LrSchedule::Constant,
                 ppo_epochs: 1,
                 minibatches: 2,
+                micro_batch: 0,
             },
             judge: LmJudgeConfig::default(),
         }

@@ -98,6 +98,15 @@ impl TrainConfig {
             "must be at least 1",
         )?;
         require(
+            o.micro_batch <= MAX_ROWS_PER_STEP,
+            origin,
+            "optim.micro_batch",
+            format!(
+                "is {}; use 0 (whole mini-batches) or 1..={MAX_ROWS_PER_STEP} sequences",
+                o.micro_batch
+            ),
+        )?;
+        require(
             o.adamw.lr > 0.0 && o.adamw.lr.is_finite(),
             origin,
             "optim.lr",

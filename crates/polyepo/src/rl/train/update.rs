@@ -8,8 +8,10 @@ use super::policy::Policy;
 use super::rollout::Sample;
 use super::sequences::response_log_probs;
 use crate::rl::config::{OptimSection, TrainConfig};
-use crate::rl::loss::{LossConfig, LossInputs, ppo_loss};
+use crate::rl::loss::{Aggregation, LossConfig, LossInputs, ppo_loss};
 use polyepo_engine::model::logprobs::token_entropy;
+use candle_core::backprop::GradStore;
+use polyepo_engine::model::NamedVar;
 use polyepo_engine::optim::{AdamW, grad_norm};
 
 /// Averages over the step's optimizer steps.
@@ -79,6 +81,17 @@ pub fn ppo_update(
     let groups = samples.len() / n;
     let per_minibatch = groups.div_ceil(optim.minibatches) * n;
     let minibatches: Vec<&[Sample]> = samples.chunks(per_minibatch).collect();
+    // Each mini-batch (one optimizer step) in micro-batches (one forward and backward each).
+    let micro = |mb: &'_ [Sample]| -> usize {
+        match optim.micro_batch {
+            0 => mb.len(),
+            m => m,
+        }
+    };
+    let chunks: Vec<Vec<&[Sample]>> = minibatches
+        .iter()
+        .map(|mb| mb.chunks(micro(mb)).collect())
+        .collect();
     let pad = policy.tokenizer.pad_id;
     let tokens = |mb: &[Sample]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
         (
@@ -87,17 +100,29 @@ pub fn ppo_update(
         )
     };
 
-    // π_old (and π_ref) for every mini-batch, before any update changes the weights.
+    // π_old (and π_ref) for every micro-batch, before any update changes the weights. The
+    // first mini-batch's π_old is its first training pass itself (the weights have not
+    // moved yet, so it is exactly π_θ there): one forward pass fewer per step.
     let start = std::time::Instant::now();
     let frozen = policy.model.frozen();
-    let mut old = Vec::with_capacity(minibatches.len());
-    let mut reference = Vec::with_capacity(minibatches.len());
-    for mb in &minibatches {
-        let (p, r) = tokens(mb);
-        old.push(response_log_probs(&frozen, &p, &r, pad, temperature)?.log_probs);
-        if let Some(ref_model) = &policy.reference {
-            reference.push(response_log_probs(ref_model, &p, &r, pad, temperature)?.log_probs);
+    let mut old: Vec<Vec<Option<Tensor>>> = Vec::with_capacity(chunks.len());
+    let mut reference: Vec<Vec<Tensor>> = Vec::with_capacity(chunks.len());
+    for (i, mb_chunks) in chunks.iter().enumerate() {
+        let mut old_mb = Vec::with_capacity(mb_chunks.len());
+        let mut ref_mb = Vec::new();
+        for chunk in mb_chunks {
+            let (p, r) = tokens(chunk);
+            old_mb.push(if i == 0 {
+                None
+            } else {
+                Some(response_log_probs(&frozen, &p, &r, pad, temperature)?.log_probs)
+            });
+            if let Some(ref_model) = &policy.reference {
+                ref_mb.push(response_log_probs(ref_model, &p, &r, pad, temperature)?.log_probs);
+            }
         }
+        old.push(old_mb);
+        reference.push(ref_mb);
     }
     drop(frozen);
 
@@ -108,31 +133,65 @@ pub fn ppo_update(
     let mut count = 0.0;
     for _epoch in 0..optim.ppo_epochs {
         for (i, mb) in minibatches.iter().enumerate() {
-            let (p, r) = tokens(mb);
-            let scored = response_log_probs(&policy.model, &p, &r, pad, temperature)?;
-            let advantages = Tensor::from_vec(
-                mb.iter().map(|s| s.advantage as f32).collect::<Vec<_>>(),
-                mb.len(),
-                policy.model.device(),
-            )?;
-            let entropy = if loss.entropy_coef > 0.0 {
-                Some(token_entropy(&scored.logits)?)
-            } else {
-                None
-            };
-            let out = ppo_loss(
-                &LossInputs {
-                    log_probs: &scored.log_probs,
-                    old_log_probs: &old[i],
-                    advantages: &advantages,
-                    mask: &scored.mask,
-                    ref_log_probs: reference.get(i),
-                    entropy: entropy.as_ref(),
-                    max_response_len,
-                },
-                loss,
-            )?;
-            let grads = out.loss.backward()?;
+            let mb_tokens = response_tokens(mb).max(1) as f64;
+            let mut grads: Option<GradStore> = None;
+            let mut out_pg = 0.0;
+            let mut entropy_sum = 0.0;
+            for (c, chunk) in chunks[i].iter().enumerate() {
+                let (p, r) = tokens(chunk);
+                let scored = response_log_probs(&policy.model, &p, &r, pad, temperature)?;
+                let old_log_probs = old[i][c].get_or_insert_with(|| scored.log_probs.detach());
+                let advantages = Tensor::from_vec(
+                    chunk.iter().map(|s| s.advantage as f32).collect::<Vec<_>>(),
+                    chunk.len(),
+                    policy.model.device(),
+                )?;
+                let entropy = if loss.entropy_coef > 0.0 {
+                    Some(token_entropy(&scored.logits)?)
+                } else {
+                    None
+                };
+                let out = ppo_loss(
+                    &LossInputs {
+                        log_probs: &scored.log_probs,
+                        old_log_probs,
+                        advantages: &advantages,
+                        mask: &scored.mask,
+                        ref_log_probs: reference[i].get(c),
+                        entropy: entropy.as_ref(),
+                        max_response_len,
+                    },
+                    loss,
+                )?;
+                // The mini-batch's loss is a weighted sum of its micro-batches' losses: by
+                // tokens for a token mean, by sequences for the per-sequence means.
+                let token_share = response_tokens(chunk) as f64 / mb_tokens;
+                let share = match loss.aggregation {
+                    Aggregation::TokenMean => token_share,
+                    _ => chunk.len() as f64 / mb.len() as f64,
+                };
+                let weighted = if share == 1.0 {
+                    out.loss
+                } else {
+                    (out.loss * share)?
+                };
+                grads = Some(accumulate(grads, weighted.backward()?, &policy.vars)?);
+                out_pg += share * out.pg_loss;
+                stats.clipfrac += token_share * out.clipfrac;
+                stats.approx_kl += token_share * out.approx_kl;
+                stats.ref_kl += share * out.ref_kl;
+
+                // Entropy for the log, from the same logits without a graph.
+                let ent = match &entropy {
+                    Some(e) => e.detach(),
+                    None => token_entropy(&scored.logits.detach())?,
+                };
+                entropy_sum += (ent * &scored.mask)?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+            }
+            let Some(grads) = grads else { continue };
             let norm = grad_norm(&policy.vars, &grads)?;
             let scale = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
                 optim.grad_clip / norm
@@ -141,7 +200,7 @@ pub fn ppo_update(
             };
             let lr = optim.schedule.lr(optim.adamw.lr, opt.steps_taken());
             // One non-finite value would poison every weight: stop before the step.
-            for (quantity, value) in [("policy loss", out.pg_loss), ("gradient norm", norm)] {
+            for (quantity, value) in [("policy loss", out_pg), ("gradient norm", norm)] {
                 if !value.is_finite() {
                     return Err(TrainError::NonFinite {
                         step: 0,
@@ -151,22 +210,8 @@ pub fn ppo_update(
                 }
             }
             opt.step(&grads, lr, scale)?;
-
-            // Entropy for the log, from the same logits without a graph.
-            let ent = match &entropy {
-                Some(e) => e.detach(),
-                None => token_entropy(&scored.logits.detach())?,
-            };
-            let tokens_in_mb = scored.mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-            stats.entropy += (ent * &scored.mask)?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?
-                / tokens_in_mb;
-            stats.pg_loss += out.pg_loss;
-            stats.clipfrac += out.clipfrac;
-            stats.approx_kl += out.approx_kl;
-            stats.ref_kl += out.ref_kl;
+            stats.entropy += entropy_sum / mb_tokens;
+            stats.pg_loss += out_pg;
             stats.grad_norm += norm;
             stats.lr = lr;
             count += 1.0;
@@ -183,4 +228,30 @@ pub fn ppo_update(
         *v /= count;
     }
     Ok(stats)
+}
+
+/// Response tokens in `samples` (the tokens the loss is taken over).
+fn response_tokens(samples: &[Sample]) -> usize {
+    samples.iter().map(|s| s.response_tokens.len()).sum()
+}
+
+/// `total` plus `more`, variable by variable (the first micro-batch's gradients as they are).
+fn accumulate(
+    total: Option<GradStore>,
+    more: GradStore,
+    vars: &[NamedVar],
+) -> candle_core::Result<GradStore> {
+    let Some(mut total) = total else {
+        return Ok(more);
+    };
+    for (_, var) in vars {
+        if let Some(g) = more.get(var.as_tensor()) {
+            let sum = match total.get(var.as_tensor()) {
+                Some(t) => (t + g)?,
+                None => g.clone(),
+            };
+            total.insert(var.as_tensor(), sum);
+        }
+    }
+    Ok(total)
 }
