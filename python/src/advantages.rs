@@ -171,7 +171,14 @@ pub fn diversity_bonus_advantages<'py>(
         )));
     }
     let method = Method::DiversityBonus { lambda: weight };
-    run(py, method, 0, rewards, Some((clusters, degenerate_id)), group_ids)
+    run(
+        py,
+        method,
+        0,
+        rewards,
+        Some((clusters, degenerate_id)),
+        group_ids,
+    )
 }
 
 /// The unbiased pass@k estimate from ``correct`` right answers among ``samples`` draws:

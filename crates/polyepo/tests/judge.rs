@@ -91,7 +91,10 @@ fn labels_a_group_through_the_real_server_and_caches_it() {
     assert_eq!(judge.stats().calls, 1);
     // A new judge reads the cache file: re-running an evaluation does not pay twice.
     let fresh = LmJudge::new(cfg).unwrap();
-    assert_eq!(fresh.label_group(&prompt().text, &responses()).status, "cached");
+    assert_eq!(
+        fresh.label_group(&prompt().text, &responses()).status,
+        "cached"
+    );
     assert_eq!(fresh.stats().calls, 0);
     // Concurrent groups (different prompts, so different requests) are all answered.
     let problems: Vec<String> = (1..=4).map(|i| format!("number {i}")).collect();

@@ -150,7 +150,11 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
     // For every loss aggregation, a mini-batch in micro-batches of 3 sequences (uneven
     // split) moves the weights as the whole mini-batch does, up to float summation order.
     let root = temp_root("micro");
-    for aggregation in ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] {
+    for aggregation in [
+        "token-mean",
+        "seq-mean-token-mean",
+        "seq-mean-token-sum-norm",
+    ] {
         let mut cfg = small_config();
         cfg.loss.aggregation = serde_json::from_value(serde_json::json!(aggregation)).unwrap();
         let task = build_task(&cfg).unwrap();
@@ -181,7 +185,13 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
             let weights = policy
                 .vars
                 .iter()
-                .flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .flat_map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
                 .collect();
             (weights, stats)
         };
@@ -189,7 +199,11 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
         // AdamW's first step barely sees the gradient's scale; the gradient norm and the
         // loss do, so a wrongly weighted accumulation shows there.
         for (what, a, b) in [
-            ("gradient norm", whole_stats.grad_norm, micro_stats.grad_norm),
+            (
+                "gradient norm",
+                whole_stats.grad_norm,
+                micro_stats.grad_norm,
+            ),
             ("policy loss", whole_stats.pg_loss, micro_stats.pg_loss),
             ("entropy", whole_stats.entropy, micro_stats.entropy),
             ("clip fraction", whole_stats.clipfrac, micro_stats.clipfrac),
@@ -203,7 +217,13 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
         let initial: Vec<f32> = start
             .vars
             .iter()
-            .flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .flat_map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
             .collect();
         let moved: f32 = whole.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
         let differ: f32 = whole.iter().zip(&micro).map(|(a, b)| (a - b).abs()).sum();

@@ -9,9 +9,9 @@ use super::rollout::Sample;
 use super::sequences::response_log_probs;
 use crate::rl::config::{OptimSection, TrainConfig};
 use crate::rl::loss::{Aggregation, LossConfig, LossInputs, ppo_loss};
-use polyepo_engine::model::logprobs::token_entropy;
 use candle_core::backprop::GradStore;
 use polyepo_engine::model::NamedVar;
+use polyepo_engine::model::logprobs::token_entropy;
 use polyepo_engine::optim::{AdamW, grad_norm};
 
 /// Averages over the step's optimizer steps.
