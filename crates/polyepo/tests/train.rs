@@ -10,6 +10,7 @@ use polyepo::rl::config::TrainConfig;
 mod common;
 use common::{small_config, temp_root};
 use polyepo::rl::judge::TaskJudge;
+use polyepo::rl::tasks::Task;
 use polyepo::rl::train::policy::Policy;
 use polyepo::rl::train::sequences::response_log_probs;
 use polyepo::rl::train::{
@@ -88,24 +89,30 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     std::fs::remove_dir_all(&root).ok();
 }
 
-#[test]
-fn one_polyepo_step_raises_the_best_generation() {
-    let root = temp_root("step");
-    let cfg = small_config();
-    let task = build_task(&cfg).unwrap();
-    let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
-    let judge = TaskJudge::new(task.as_ref());
-    let prompts = step_prompts(task.as_ref(), &cfg, 0);
-    let (samples, _) = rollout::collect(
-        &policy,
-        task.as_ref(),
+/// The first step's rollout of `cfg` (labelled by the task, seed 7).
+fn first_step_samples(policy: &Policy, task: &dyn Task, cfg: &TrainConfig) -> Vec<rollout::Sample> {
+    let judge = TaskJudge::new(task);
+    let prompts = step_prompts(task, cfg, 0);
+    rollout::collect(
+        policy,
+        task,
         Some(&judge),
         &prompts,
         &cfg.rollout,
         &cfg.algorithm,
         7,
     )
-    .unwrap();
+    .unwrap()
+    .0
+}
+
+#[test]
+fn one_polyepo_step_raises_the_best_generation() {
+    let root = temp_root("step");
+    let cfg = small_config();
+    let task = build_task(&cfg).unwrap();
+    let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
+    let samples = first_step_samples(&policy, task.as_ref(), &cfg);
     let best = samples
         .iter()
         .max_by(|a, b| a.advantage.total_cmp(&b.advantage))
@@ -158,20 +165,9 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
         let mut cfg = small_config();
         cfg.loss.aggregation = serde_json::from_value(serde_json::json!(aggregation)).unwrap();
         let task = build_task(&cfg).unwrap();
-        let judge = TaskJudge::new(task.as_ref());
-        let prompts = step_prompts(task.as_ref(), &cfg, 0);
         let step = |micro_batch: usize| -> (Vec<f32>, update::UpdateStats) {
             let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
-            let (samples, _) = rollout::collect(
-                &policy,
-                task.as_ref(),
-                Some(&judge),
-                &prompts,
-                &cfg.rollout,
-                &cfg.algorithm,
-                7,
-            )
-            .unwrap();
+            let samples = first_step_samples(&policy, task.as_ref(), &cfg);
             let mut settings_cfg = cfg.clone();
             settings_cfg.optim.micro_batch = micro_batch;
             let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
