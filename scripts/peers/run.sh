@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # polyepo and its PyTorch/transformers peer, one after the other on this machine, same model,
 # same work, same threads: the figures README's performance table compares. Creates
-# .venv-peers (torch, transformers, gguf) on first use; needs the model (scripts/fetch-model.sh)
+# .venv-peers (torch, transformers, gguf, accelerate) on first use; needs the model (scripts/fetch-model.sh)
 # and a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads=${THREADS:-2}
 if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
-  .venv-peers/bin/python -m pip install --quiet "torch==2.15.0" "transformers==5.10.4" "gguf==0.19.0"
 fi
+# transformers needs gguf and accelerate to load a GGUF file; a no-op once installed.
+.venv-peers/bin/python -m pip install --quiet "torch==2.15.0" "transformers==5.10.4" "gguf==0.19.0" "accelerate==1.15.0"
 echo "== polyepo (RAYON_NUM_THREADS=$threads)"
 RAYON_NUM_THREADS=$threads target/release/polyepo bench
 echo "== peer"
