@@ -106,6 +106,21 @@ fn first_step_samples(policy: &Policy, task: &dyn Task, cfg: &TrainConfig) -> Ve
     .0
 }
 
+/// Every trainable weight of `policy`, in order, as one vector.
+fn flat_weights(policy: &Policy) -> Vec<f32> {
+    policy
+        .vars
+        .iter()
+        .flat_map(|(_, v)| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn one_polyepo_step_raises_the_best_generation() {
     let root = temp_root("step");
@@ -178,18 +193,7 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
                 &update::UpdateSettings::of(&settings_cfg),
             )
             .unwrap();
-            let weights = policy
-                .vars
-                .iter()
-                .flat_map(|(_, v)| {
-                    v.as_tensor()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap()
-                })
-                .collect();
-            (weights, stats)
+            (flat_weights(&policy), stats)
         };
         let ((whole, whole_stats), (micro, micro_stats)) = (step(0), step(3));
         // AdamW's first step barely sees the gradient's scale; the gradient norm and the
@@ -209,18 +213,11 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
                 "{aggregation}: {what} {a} whole vs {b} in micro-batches"
             );
         }
-        let start = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
-        let initial: Vec<f32> = start
-            .vars
-            .iter()
-            .flat_map(|(_, v)| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect();
+        let initial = flat_weights(&common::warmed_up_policy(
+            &cfg,
+            task.as_ref(),
+            &root.join(".cache"),
+        ));
         let moved: f32 = whole.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
         let differ: f32 = whole.iter().zip(&micro).map(|(a, b)| (a - b).abs()).sum();
         assert!(moved > 0.0, "{aggregation}: the step moved nothing");
