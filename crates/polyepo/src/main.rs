@@ -33,6 +33,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Train and evaluate several algorithms × seeds from the same base; report the comparison.
     Compare(cli::compare::CompareArgs),
+    /// Run a study from a plan file (`experiments/*.toml`): arms × seeds, intervals, paired tests.
+    Experiment(cli::experiment::ExperimentArgs),
     /// Draw a run's training curves (SVG, PNG, Markdown).
     Report(cli::report::ReportArgs),
     /// Serve a model over an OpenAI-compatible HTTP API (chat completions, completions, models).
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Config => cli::train::print_config(),
         Command::Eval(args) => cli::eval::run(args),
         Command::Compare(args) => cli::compare::run(args),
+        Command::Experiment(args) => cli::experiment::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Judge(args) => cli::judge::run(args),

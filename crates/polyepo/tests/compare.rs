@@ -1,13 +1,12 @@
-//! Evaluation, reports and comparisons on tiny runs: the files exist, parse, and hold every
-//! algorithm and seed; a second invocation resumes instead of retraining.
+//! Evaluation, reports and studies on tiny runs: the files exist, parse, and hold every row
+//! and seed with intervals; a second invocation resumes instead of retraining.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use polyepo::app::compare::{Comparison, compare};
-use polyepo::app::eval::{EvalReport, EvalSettings};
+use polyepo::app::eval::EvalReport;
 use polyepo::app::report::training_report;
-use polyepo::rl::config::Algorithm;
+use polyepo::app::study::{StudyEvent, StudyPlan, StudySummary, run_and_report};
 use polyepo::rl::train::run_dir::read_metrics;
 
 mod common;
@@ -24,96 +23,177 @@ fn assert_chart(stem: &std::path::Path) {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
 
+/// A study plan over the small config: base + two arms × two seeds, evaluated along training.
+fn small_plan(root: &std::path::Path, samples: usize) -> StudyPlan {
+    let mut set: Vec<String> = [
+        "run.steps=4",
+        "task.reach.train_prompts=32",
+        "task.reach.eval_prompts=8",
+        "warmup.steps=40",
+        "warmup.batch=16",
+        "rollout.prompts_per_step=4",
+        "rollout.samples_per_prompt=4",
+        "algorithm.set_size=2",
+        "optim.lr=1e-3",
+    ]
+    .map(String::from)
+    .to_vec();
+    set.push("rollout.max_new_tokens=10".into());
+    let text = format!(
+        "name = \"small\"\nseeds = \"0-1\"\nruns = {:?}\nset = {:?}\n[eval]\nsamples = {samples}\nevery = 2\nresamples = 200\n[[arm]]\nname = \"POLY-EPO\"\nset = [\"algorithm.name=polyepo\"]\n[[arm]]\nname = \"GRPO\"\nset = [\"algorithm.name=grpo\"]\n",
+        root.join("runs"),
+        set
+    );
+    let path = root.join(format!("small-{samples}.toml"));
+    std::fs::write(&path, text).unwrap();
+    StudyPlan::load(&path).unwrap()
+}
+
 #[test]
-fn comparison_of_two_tiny_runs_holds_every_algorithm_and_seed() {
-    let root = temp_root("compare");
-    let mut cfg = small_config();
-    cfg.run.steps = 3;
-    let eval = EvalSettings {
-        samples: 4,
-        max_new_tokens: 10,
-        ..EvalSettings::default()
-    };
-    let algos = [Algorithm::Polyepo, Algorithm::Grpo];
-    let seeds = [0, 1];
-    let out = root.join("cmp");
-    let run_compare = |eval: &EvalSettings| {
-        compare(
-            &cfg,
-            &algos,
-            &seeds,
+fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
+    let root = temp_root("study");
+    let out = root.join("report");
+    let runs = root.join("runs");
+    let plan = small_plan(&root, 4);
+    let mut evaluations = 0;
+    let mut run = |plan: &StudyPlan, evaluations: &mut usize| {
+        run_and_report(
+            plan,
+            &runs,
             &out,
-            eval,
             Arc::new(AtomicBool::new(false)),
-            &mut |_| {},
+            &mut |e| {
+                if matches!(e, StudyEvent::Evaluating { .. }) {
+                    *evaluations += 1;
+                }
+            },
         )
         .unwrap()
         .unwrap()
+        .0
     };
-    let c = run_compare(&eval);
-    assert_eq!(c.runs.len(), 4);
-    for a in algos {
-        for s in seeds {
-            assert!(
-                c.runs.iter().any(|r| r.algorithm == a && r.seed == s),
-                "{a:?} seed {s}"
-            );
+    let summary = run(&plan, &mut evaluations);
+    // base at 1 temperature, and per arm: step 2 along training + the final policy.
+    assert_eq!(evaluations, 2 * (1 + 2 * 2));
+    let names: Vec<&str> = summary.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["base", "POLY-EPO", "GRPO"]);
+    for row in &summary.rows {
+        assert_eq!(row.seeds, 2);
+        let h = &row.held_out[0];
+        let ks: Vec<usize> = h.pass_at.iter().map(|(k, _)| *k).collect();
+        assert_eq!(ks, [1, 2, 4]);
+        assert!(h.pass_at.windows(2).all(|w| w[0].1.mean <= w[1].1.mean + 1e-12));
+        for (_, i) in &h.pass_at {
+            assert!(i.lo <= i.mean + 1e-12 && i.mean <= i.hi + 1e-12, "{i:?}");
+        }
+        // The discovery split covers every held-out prompt.
+        let d = row.discovery.as_ref().unwrap();
+        assert_eq!(d.unseen_prompts + d.seen_prompts, 8);
+        assert_eq!(row.training.is_some(), row.name != "base");
+        if row.name != "base" {
+            let steps: Vec<u64> = row.along.iter().map(|a| a.0).collect();
+            assert_eq!(steps, [0, 2, 4]);
         }
     }
-    assert_eq!(c.summary.len(), 2);
-    // The JSON parses back, pass@k is monotone in k, and the report and charts exist.
-    let parsed: Comparison =
-        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
-    assert_eq!(parsed.runs.len(), 4);
-    for r in &parsed.runs {
-        let p: Vec<f64> = r.eval.pass_at_k.values().copied().collect();
-        assert_eq!(p.len(), 4);
-        assert!(p.windows(2).all(|w| w[0] <= w[1] + 1e-12), "{p:?}");
+    // Each row's pass@M is the mean over seeds of its evaluations' own pass@M.
+    for row in ["POLY-EPO", "GRPO"] {
+        let slug = row.to_lowercase();
+        let mean: f64 = [0, 1]
+            .iter()
+            .map(|s| {
+                let path = runs.join(format!("{slug}-seed{s}/evals/final-t1-m4.json"));
+                let e: EvalReport =
+                    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                e.pass_at_max_k()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let got = summary.rows.iter().find(|r| r.name == row).unwrap().held_out[0]
+            .at(4)
+            .unwrap()
+            .mean;
+        assert!((got - mean).abs() < 1e-12, "{row}: {got} vs {mean}");
     }
-    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
-    assert!(md.contains("| polyepo |") && md.contains("| grpo |") && md.contains("pass_at_k.svg"));
-    for stem in ["pass_at_k", "correct_strategies", "reward"] {
+    // Paired tests against the first arm, for the other rows.
+    let paired: Vec<&str> = summary.paired.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(paired, ["base", "GRPO"]);
+    assert!(summary.paired.iter().all(|p| p.pass_at_max.seeds == 2));
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    for needle in ["| base |", "| POLY-EPO |", "| GRPO |", "Discovery split", "Paired differences", "pass_at_k.svg"] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    let _: StudySummary =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for stem in ["pass_at_k", "training_reward", "training_correct_strategies", "along_pass_at_1"] {
         assert_chart(&out.join(stem));
     }
 
-    // Re-running resumes: every run is already evaluated, so nothing retrains.
-    // When the first run's metrics were last written: unchanged means it did not retrain.
+    // Re-running resumes: nothing retrains and nothing is evaluated again.
     let metrics_written = || {
-        std::fs::metadata(out.join("polyepo-seed0/metrics.jsonl"))
+        std::fs::metadata(runs.join("poly-epo-seed0/metrics.jsonl"))
             .unwrap()
             .modified()
             .unwrap()
     };
     let before = metrics_written();
-    let again = run_compare(&eval);
+    let mut again = 0;
+    run(&plan, &mut again);
+    assert_eq!(again, 0);
     assert_eq!(metrics_written(), before);
-    assert_eq!(
-        serde_json::to_string(&again.runs[0].eval).unwrap(),
-        serde_json::to_string(&c.runs[0].eval).unwrap()
-    );
 
-    // A changed evaluation setting redoes the evaluation (without retraining).
-    let more = EvalSettings {
-        samples: 6,
-        ..eval.clone()
-    };
-    let redone = run_compare(&more);
-    assert!(redone.runs.iter().all(|r| r.eval.samples == 6));
-    assert_eq!(redone.max_k, 6);
+    // Another evaluation setting evaluates the final policies again, without retraining,
+    // and keeps the earlier results beside the new ones.
+    let mut redone = 0;
+    let more = small_plan(&root, 6);
+    let summary = run(&more, &mut redone);
+    assert_eq!(redone, 2 * 3);
+    assert_eq!(summary.samples, 6);
     assert_eq!(metrics_written(), before);
+    assert!(runs.join("grpo-seed1/evals/final-t1-m4.json").exists());
+
+    // A shared runs directory refuses to hand an arm a run made with another config.
+    let mut changed = more.clone();
+    changed.arms[1].set.push("loss.clip_high=0.3".into());
+    let err = run_and_report(
+        &changed,
+        &runs,
+        &out,
+        Arc::new(AtomicBool::new(false)),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("another config") && err.contains("GRPO"), "{err}");
 
     // A single run's training report.
-    let run = out.join("grpo-seed1");
-    let files = training_report("grpo-seed1", &read_metrics(&run).unwrap(), &run).unwrap();
+    let run_dir = runs.join("grpo-seed1");
+    let files = training_report("grpo-seed1", &read_metrics(&run_dir).unwrap(), &run_dir).unwrap();
     assert!(files.iter().all(|f| f.exists()));
     for stem in ["reward", "strategies", "entropy"] {
-        assert_chart(&run.join(stem));
+        assert_chart(&run_dir.join(stem));
     }
-    let eval: EvalReport =
-        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
-    assert_eq!(eval.samples, 6);
-    assert_eq!(eval.settings, Some(more));
-    assert!(eval.degenerate_fraction >= 0.0 && eval.degenerate_fraction <= 1.0);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn experiment_cli_names_the_file_and_key_of_a_bad_plan() {
+    let root = temp_root("badplan");
+    let plan = root.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "name = \"x\"\nseeds = \"0-1\"\n[[arm]]\nname = \"a\"\nset = [\"rollout.samples_per_prompt=many\"]\n",
+    )
+    .unwrap();
+    let (ok, err) = polyepo(&["experiment", plan.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("plan.toml") && err.contains("arm[0]") && err.contains("samples_per_prompt"),
+        "{err}"
+    );
+    std::fs::write(&plan, "name = \"x\"\nseeds = \"2-1\"\n").unwrap();
+    let (ok, err) = polyepo(&["experiment", plan.to_str().unwrap()]);
+    assert!(!ok && err.contains("plan.toml") && err.contains("2-1"), "{err}");
+    let (ok, err) = polyepo(&["compare", "--seeds", "1,1"]);
+    assert!(!ok && err.contains("twice"), "{err}");
     std::fs::remove_dir_all(&root).ok();
 }
 

@@ -51,6 +51,24 @@ pub struct StrategyCount {
     pub correct: usize,
 }
 
+/// What the evaluation found on one held-out prompt: enough to recompute every figure of
+/// the report over any subset or resample of prompts (bootstrap intervals, discovery split).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptResult {
+    /// Correct samples (of M).
+    pub correct: usize,
+    /// Distinct strategies among the correct samples.
+    pub correct_strategies: usize,
+    /// Whether every correct answer needs an element never allowed in training (`None`:
+    /// the task has no such split).
+    pub needs_unseen: Option<bool>,
+    /// Correct samples that use an element never allowed in training.
+    pub correct_unseen: usize,
+    /// Mean length of the common prefix of two samples (consecutive pairs), in characters:
+    /// where the samples branch.
+    pub branch_position: f64,
+}
+
 /// The result of one evaluation (`eval.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -75,6 +93,15 @@ pub struct EvalReport {
     pub degenerate_fraction: f64,
     /// The 50 most frequent strategies.
     pub histogram: Vec<StrategyCount>,
+    /// Per held-out prompt, in prompt order (absent in reports written before it was
+    /// recorded).
+    #[serde(default)]
+    pub per_prompt: Vec<PromptResult>,
+    /// Empirical entropy (nats) of the response's character at position t over the M
+    /// samples of a prompt, averaged over prompts, for t = 0, 1, ... (end of text counts as
+    /// a character).
+    #[serde(default)]
+    pub position_entropy: Vec<f64>,
     /// The settings the evaluation was made with, so that a stored report is reused only
     /// for the same settings (absent in reports written before it was recorded).
     #[serde(default)]
@@ -143,15 +170,21 @@ pub fn evaluate(
     let (mut reward_sum, mut degenerate, mut all_sum, mut correct_sum) = (0.0, 0usize, 0.0, 0.0);
     let mut pooled = HashSet::new();
     let mut histogram: HashMap<i64, (usize, usize)> = HashMap::new();
+    let mut per_prompt = Vec::with_capacity(prompts.len());
+    let mut entropy_sum = vec![0.0; settings.max_new_tokens.max(1) + 1];
     for (i, prompt) in prompts.iter().enumerate() {
         let answers = &texts[i * m..(i + 1) * m];
         let mut correct = 0;
+        let mut correct_unseen = 0;
         let (mut all, mut good) = (HashSet::new(), HashSet::new());
         for (j, a) in answers.iter().enumerate() {
             let r = task.reward(prompt, a);
             reward_sum += r;
             let ok = r > 0.0;
             correct += usize::from(ok);
+            if ok && task.uses_unseen(prompt, a) == Some(true) {
+                correct_unseen += 1;
+            }
             let label = match &judged {
                 Some(labels) => labels[i].get(j).copied(),
                 None => task.strategy(prompt, a),
@@ -173,6 +206,16 @@ pub fn evaluate(
         }
         all_sum += all.len() as f64;
         correct_sum += good.len() as f64;
+        for (t, slot) in entropy_sum.iter_mut().enumerate() {
+            *slot += position_entropy(answers, t);
+        }
+        per_prompt.push(PromptResult {
+            correct,
+            correct_strategies: good.len(),
+            needs_unseen: task.needs_unseen(prompt),
+            correct_unseen,
+            branch_position: branch_position(answers),
+        });
         for (k, slot) in pass.iter_mut().enumerate() {
             // Arguments are valid by construction: correct <= m and 1 <= k + 1 <= m.
             *slot += setrl::pass_at_k(m, correct, k + 1).unwrap_or(0.0);
@@ -204,6 +247,66 @@ pub fn evaluate(
         pooled_correct_strategies: pooled.len(),
         degenerate_fraction: degenerate as f64 / (n * m as f64),
         histogram: hist,
+        per_prompt,
+        position_entropy: entropy_sum.iter().map(|e| e / n).collect(),
         settings: Some(settings.clone()),
     })
+}
+
+/// Mean common-prefix length (characters) of consecutive pairs of samples: an unbiased
+/// estimate of where two independent samples of the prompt first differ.
+fn branch_position(answers: &[String]) -> f64 {
+    let pairs: Vec<usize> = answers
+        .chunks_exact(2)
+        .map(|pair| {
+            pair[0]
+                .chars()
+                .zip(pair[1].chars())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .collect();
+    pairs.iter().sum::<usize>() as f64 / pairs.len().max(1) as f64
+}
+
+/// Empirical entropy (nats) of the character at position `t` over `answers`; a sample that
+/// ended before `t` contributes an end-of-text symbol.
+fn position_entropy(answers: &[String], t: usize) -> f64 {
+    let mut counts: HashMap<Option<char>, usize> = HashMap::new();
+    for a in answers {
+        *counts.entry(a.chars().nth(t)).or_default() += 1;
+    }
+    let total = answers.len().max(1) as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn branch_position_is_the_mean_common_prefix_of_pairs() {
+        assert_eq!(branch_position(&texts(&["+5+3", "+5+3", "+5-1", "+3+5"])), 2.0);
+        assert_eq!(branch_position(&texts(&["+5", "+3", "x"])), 1.0);
+        assert_eq!(branch_position(&[]), 0.0);
+    }
+
+    #[test]
+    fn position_entropy_counts_ended_samples_as_one_symbol() {
+        let a = texts(&["+5", "+3", "+", "+"]);
+        assert_eq!(position_entropy(&a, 0), 0.0);
+        // position 1: '5', '3', end, end → probabilities 1/4, 1/4, 1/2
+        let expected = -(0.25f64 * 0.25f64.ln()) * 2.0 - 0.5 * 0.5f64.ln();
+        assert!((position_entropy(&a, 1) - expected).abs() < 1e-12);
+    }
 }

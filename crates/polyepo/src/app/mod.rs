@@ -1,8 +1,8 @@
-//! The applications on top of the trainer: held-out evaluation, algorithm comparisons,
+//! The applications on top of the trainer: held-out evaluation, studies (algorithm comparisons),
 //! reports and charts, and the OpenAI-compatible server.
 
-pub mod compare;
 pub mod eval;
 pub mod plot;
 pub mod report;
 pub mod serve;
+pub mod study;

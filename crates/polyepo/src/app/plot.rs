@@ -8,13 +8,26 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-/// One named line.
+/// One named line, optionally with a shaded interval around it.
 #[derive(Debug, Clone)]
 pub struct Series {
     /// Legend label.
     pub name: String,
-    /// (x, y) points in x order.
+    /// (x, y) points, drawn in this order.
     pub points: Vec<(f64, f64)>,
+    /// (x, low, high) of an interval band (empty: no band).
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    /// A line without a band.
+    pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+            band: Vec::new(),
+        }
+    }
 }
 
 /// A chart to draw.
@@ -64,7 +77,14 @@ where
     let pts: Vec<(f64, f64)> = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().map(|&(x, y)| (tx(x), y)))
+        .flat_map(|s| {
+            let band = s
+                .band
+                .iter()
+                .flat_map(|&(x, lo, hi)| [(tx(x), lo), (tx(x), hi)]);
+            s.points.iter().map(|&(x, y)| (tx(x), y)).chain(band)
+        })
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
     let (mut x0, mut x1) = pts
         .iter()
@@ -112,6 +132,21 @@ where
         .map_err(err)?;
     for (i, s) in chart.series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let band: Vec<(f64, f64, f64)> = s
+            .band
+            .iter()
+            .filter(|b| b.1.is_finite() && b.2.is_finite())
+            .map(|&(x, lo, hi)| (tx(x), lo, hi))
+            .collect();
+        if band.len() > 1 {
+            let outline: Vec<(f64, f64)> = band
+                .iter()
+                .map(|&(x, _, hi)| (x, hi))
+                .chain(band.iter().rev().map(|&(x, lo, _)| (x, lo)))
+                .collect();
+            ctx.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled())))
+                .map_err(err)?;
+        }
         let line: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
         ctx.draw_series(LineSeries::new(line.clone(), color.stroke_width(3)))
             .map_err(err)?
@@ -173,6 +208,7 @@ mod tests {
             series: vec![Series {
                 name: "a".into(),
                 points: vec![(1.0, 0.2), (2.0, 0.4), (4.0, 0.6)],
+                band: vec![(1.0, 0.1, 0.3), (2.0, 0.3, 0.5), (4.0, 0.5, 0.7)],
             }],
         };
         let files = save_chart(&dir.join("curve"), &chart).unwrap();

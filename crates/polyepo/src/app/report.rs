@@ -47,10 +47,7 @@ pub fn training_report(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
-    let one = |label: &str, points: Vec<(f64, f64)>| Series {
-        name: label.into(),
-        points,
-    };
+    let one = |label: &str, points: Vec<(f64, f64)>| Series::line(label, points);
     let charts = [
         (
             "reward",

@@ -165,10 +165,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         x_label: "k (samples)".into(),
         y_label: "pass@k".into(),
         log2_x: true,
-        series: vec![Series {
-            name: model_path.display().to_string(),
-            points: pass_curve(&report),
-        }],
+        series: vec![Series::line(
+            model_path.display().to_string(),
+            pass_curve(&report),
+        )],
     };
     let files =
         save_chart(&out.with_file_name("eval_pass_at_k"), &chart).map_err(anyhow::Error::msg)?;

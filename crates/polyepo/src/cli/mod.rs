@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compare;
 pub mod device;
 pub mod eval;
+pub mod experiment;
 pub mod judge;
 pub mod logprobs;
 pub mod report;

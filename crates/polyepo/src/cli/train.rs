@@ -113,6 +113,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 None => eprintln!("step {}: {summary}", m.step),
             }
         }
+        Event::Checkpoint { .. } => {}
     };
     let summary = train(
         &cfg,

@@ -78,6 +78,7 @@ pub fn solutions(allowed: &[i64], sum: i64, len: usize) -> Vec<Vec<i64>> {
 pub struct Digits {
     train: Vec<Prompt>,
     eval: Vec<Prompt>,
+    train_digits: Vec<i64>,
 }
 
 fn spec(prompt: &Prompt) -> (i64, Vec<i64>, usize) {
@@ -129,7 +130,11 @@ impl Digits {
         };
         let train = draw_prompts(cfg.train_prompts, "task.digits", || draw(false))?;
         let eval = draw_prompts(cfg.eval_prompts, "task.digits", || draw(true))?;
-        Ok(Self { train, eval })
+        Ok(Self {
+            train,
+            eval,
+            train_digits: cfg.train_digits.clone(),
+        })
     }
 }
 
@@ -179,6 +184,20 @@ impl Task for Digits {
     }
     fn alphabet(&self) -> &str {
         ALPHABET
+    }
+    fn needs_unseen(&self, prompt: &Prompt) -> Option<bool> {
+        let (sum, allowed, len) = spec(prompt);
+        let unseen = |d: &i64| !self.train_digits.contains(d);
+        Some(
+            solutions(&allowed, sum, len)
+                .iter()
+                .all(|solution| solution.iter().any(unseen)),
+        )
+    }
+    fn uses_unseen(&self, prompt: &Prompt, response: &str) -> Option<bool> {
+        let (_, allowed, len) = spec(prompt);
+        let digits = valid_digits(response, &allowed, len)?;
+        Some(digits.iter().any(|d| !self.train_digits.contains(d)))
     }
 }
 

@@ -95,6 +95,18 @@ pub trait Task: Send + Sync {
     fn alphabet(&self) -> &str {
         ""
     }
+    /// For a held-out prompt: `Some(true)` when every correct answer needs an element (a
+    /// step, a digit) that no training prompt allows, so solving it means discovering
+    /// something new; `Some(false)` when it can be solved with elements seen in training;
+    /// `None` when the task has no such split.
+    fn needs_unseen(&self, _prompt: &Prompt) -> Option<bool> {
+        None
+    }
+    /// Whether `response` uses an element that no training prompt allows (`None`: the task
+    /// has no such notion, or the response is not a well-formed answer).
+    fn uses_unseen(&self, _prompt: &Prompt, _response: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// Picks one solution with a habit: solutions are ranked by how often they use the

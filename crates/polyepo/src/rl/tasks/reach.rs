@@ -62,6 +62,7 @@ pub struct Reach {
     train: Vec<Prompt>,
     eval: Vec<Prompt>,
     instruct: bool,
+    train_steps: Vec<i64>,
 }
 
 /// The answer inside a free-form reply: the last run of signed one-digit steps (`+3+5-1`),
@@ -207,6 +208,7 @@ impl Reach {
             train,
             eval,
             instruct: cfg.style == PromptStyle::Instruct,
+            train_steps: cfg.train_steps.clone(),
         })
     }
 
@@ -293,6 +295,19 @@ impl Task for Reach {
     fn wants_chat_template(&self) -> bool {
         self.instruct
     }
+    fn needs_unseen(&self, prompt: &Prompt) -> Option<bool> {
+        let (target, allowed) = Self::spec(prompt);
+        let unseen = |s: &i64| !self.train_steps.contains(s);
+        Some(
+            solutions(&allowed, target)
+                .iter()
+                .all(|solution| solution.iter().any(unseen)),
+        )
+    }
+    fn uses_unseen(&self, _prompt: &Prompt, response: &str) -> Option<bool> {
+        let steps = self.answer(response).and_then(|a| parse_steps(&a))?;
+        Some(steps.iter().any(|s| !self.train_steps.contains(s)))
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +334,35 @@ mod tests {
         assert_ne!(task.strategy(&p, "+3+5-1"), task.strategy(&p, "+5+5-3"));
         assert_eq!(task.strategy(&p, "hello"), Some(Strategy::Degenerate));
         assert_eq!(task.strategy(&p, "+7"), Some(Strategy::Degenerate));
+    }
+
+    #[test]
+    fn the_held_out_split_tells_discovery_from_reuse() {
+        let task = Reach::new(&ReachConfig::default()).unwrap();
+        let prompt = |target: i64, allowed: &[i64]| Prompt {
+            text: prompt_text(target, allowed),
+            reference: serde_json::json!({"target": target, "allowed": allowed}),
+        };
+        // Training steps are 1, 2, 3, 5, -1, -2: 4 = +2+2 needs nothing new; 8 with
+        // {+8, +9, -4} cannot be reached without an unseen step.
+        assert_eq!(task.needs_unseen(&prompt(4, &[9, 2, -4])), Some(false));
+        assert_eq!(task.needs_unseen(&prompt(8, &[9, 8, -4])), Some(true));
+        let p = prompt(4, &[9, 2, -4]);
+        assert_eq!(task.uses_unseen(&p, "+2+2"), Some(false));
+        assert_eq!(task.uses_unseen(&p, "+9-4+2-4+2"), Some(true));
+        assert_eq!(task.uses_unseen(&p, "hello"), None);
+        // Every held-out prompt allows at least one unseen step; some need one.
+        let split: Vec<bool> = task
+            .eval_prompts()
+            .iter()
+            .map(|p| task.needs_unseen(p).unwrap())
+            .collect();
+        assert!(split.iter().any(|&b| b) && split.iter().any(|&b| !b));
+        assert!(
+            task.train_prompts()
+                .iter()
+                .all(|p| task.needs_unseen(p) == Some(false))
+        );
     }
 
     #[test]

@@ -53,6 +53,21 @@ pub struct StepMetrics {
         deserialize_with = "null_as_nan"
     )]
     pub positive_adv: f64,
+    /// Fraction of incorrect generations (reward 0) with a positive advantage: how often
+    /// the objective pays for a wrong answer because its strategy is new to the group.
+    #[serde(
+        rename = "advantage/positive_incorrect",
+        default,
+        deserialize_with = "null_as_nan"
+    )]
+    pub positive_incorrect: f64,
+    /// Mean advantage of the correct generations: how much a right answer is paid.
+    #[serde(
+        rename = "advantage/correct_mean",
+        default,
+        deserialize_with = "null_as_nan"
+    )]
+    pub correct_advantage: f64,
     /// Mean response length in tokens.
     #[serde(rename = "rollout/response_tokens", deserialize_with = "null_as_nan")]
     pub response_len: f64,
@@ -153,6 +168,12 @@ impl StepMetrics {
         let count = samples.len().max(1) as f64;
         m.reward_mean = samples.iter().map(|s| s.reward).sum::<f64>() / count;
         m.positive_adv = samples.iter().filter(|s| s.advantage > 0.0).count() as f64 / count;
+        let (correct, incorrect): (Vec<&Sample>, Vec<&Sample>) =
+            samples.iter().partition(|s| s.reward > 0.0);
+        m.positive_incorrect = incorrect.iter().filter(|s| s.advantage > 0.0).count() as f64
+            / incorrect.len().max(1) as f64;
+        m.correct_advantage =
+            correct.iter().map(|s| s.advantage).sum::<f64>() / correct.len().max(1) as f64;
         let tokens: usize = samples.iter().map(|s| s.response_tokens.len()).sum();
         m.response_len = tokens as f64 / count;
         m.tokens_per_s = tokens as f64 / times.rollout.max(1e-9);

@@ -31,6 +31,7 @@ use crate::rl::tasks::jsonl::JsonlTask;
 use crate::rl::tasks::reach::Reach;
 use crate::rl::tasks::{Prompt, Task};
 use policy::Policy;
+use polyepo_engine::model::{Llama, TextTokenizer};
 use polyepo_engine::optim::AdamW;
 use run_dir::RunDir;
 
@@ -48,6 +49,16 @@ pub enum Event<'a> {
     },
     /// A step finished.
     Step(&'a StepMetrics),
+    /// A periodic checkpoint was saved (`run.checkpoint_every`): the policy as it is now,
+    /// for callers that evaluate along training.
+    Checkpoint {
+        /// Steps done.
+        step: u64,
+        /// The policy's model.
+        model: &'a Llama,
+        /// Its tokenizer.
+        tokenizer: &'a TextTokenizer,
+    },
 }
 
 /// How to run.
@@ -214,10 +225,18 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
 
         // Checkpoint.
         let stop = opts.stop.load(Ordering::SeqCst);
-        if stop || (cfg.run.checkpoint_every > 0 && step % cfg.run.checkpoint_every == 0) {
+        let periodic = cfg.run.checkpoint_every > 0 && step % cfg.run.checkpoint_every == 0;
+        if stop || periodic {
             let dir = run.save_checkpoint(step, &policy, &opt)?;
             saved_at = step;
             on_event(Event::Log(format!("checkpoint {}", dir.display())));
+            if periodic {
+                on_event(Event::Checkpoint {
+                    step,
+                    model: &policy.model,
+                    tokenizer: &policy.tokenizer,
+                });
+            }
         }
         if stop && step < cfg.run.steps {
             interrupted = true;

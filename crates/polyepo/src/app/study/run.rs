@@ -1,0 +1,355 @@
+//! Runs a study: for every seed, the starting policy's evaluation (the base row) and every
+//! arm's training run with its evaluations. Resumable: finished runs are not retrained, an
+//! interrupted one resumes from its checkpoint, and a stored evaluation is reused only when
+//! it was made with the same settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Arm, BASE_ROW, StudyPlan};
+use crate::app::eval::{EvalReport, EvalSettings, evaluate};
+use crate::rl::config::{ModelSource, TrainConfig};
+use crate::rl::train::run_dir::{RunDir, read_metrics};
+use crate::rl::train::{
+    Event, StepMetrics, TrainError, TrainOptions, TrainResult, build_task, policy, train, warmup,
+};
+use polyepo_engine::atomic::write_atomic;
+use polyepo_engine::model::{Llama, TextTokenizer, load_model};
+
+/// One seed of one row: its evaluations and training record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedRun {
+    /// Seed.
+    pub seed: u64,
+    /// The final policy evaluated at each of the study's temperatures, in plan order.
+    pub evals: Vec<EvalReport>,
+    /// (step, evaluation at the main temperature) along training, the base at step 0 and
+    /// the final policy last (empty for the base row).
+    pub along: Vec<(u64, EvalReport)>,
+    /// The training metrics (empty for the base row).
+    pub metrics: Vec<StepMetrics>,
+}
+
+/// Every seed of one row of the study.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowRuns {
+    /// Row label (an arm's name, or `base`).
+    pub name: String,
+    /// Whether this is the starting policy.
+    pub is_base: bool,
+    /// One entry per seed, in the plan's seed order.
+    pub runs: Vec<SeedRun>,
+}
+
+/// Everything a study measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudyRuns {
+    /// Evaluation temperatures, the main one first.
+    pub temperatures: Vec<f64>,
+    /// Samples per held-out prompt.
+    pub samples: usize,
+    /// Training steps per run.
+    pub steps: u64,
+    /// The base row first, then the arms in plan order.
+    pub rows: Vec<RowRuns>,
+}
+
+/// Progress of a study.
+#[derive(Debug)]
+pub enum StudyEvent<'a> {
+    /// Starting unit `index` of `total` (one training run, or one base evaluation).
+    Run {
+        /// Which one (0-based).
+        index: usize,
+        /// How many in all.
+        total: usize,
+        /// Its directory.
+        dir: &'a Path,
+    },
+    /// Evaluating a policy.
+    Evaluating {
+        /// The run directory.
+        dir: &'a Path,
+        /// What is evaluated (`final at T=1`, `step 50`).
+        what: String,
+    },
+    /// An event of the current training run.
+    Train(Event<'a>),
+}
+
+/// Evaluation files are named by their settings, so studies that share runs but evaluate
+/// differently keep each other's results.
+fn eval_file(dir: &Path, settings: &EvalSettings) -> PathBuf {
+    dir.join("evals").join(format!(
+        "final-t{}-m{}.json",
+        settings.temperature, settings.samples
+    ))
+}
+
+fn along_file(dir: &Path, step: u64, settings: &EvalSettings) -> PathBuf {
+    dir.join("evals").join(format!(
+        "step-{step:06}-t{}-m{}.json",
+        settings.temperature, settings.samples
+    ))
+}
+
+fn stored(path: &Path, settings: &EvalSettings) -> Option<EvalReport> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<EvalReport>(&text)
+        .ok()
+        .filter(|r| r.settings.as_ref() == Some(settings))
+}
+
+fn save(path: &Path, report: &EvalReport) -> TrainResult<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    }
+    let json = serde_json::to_vec_pretty(report).map_err(|e| TrainError::io(path, e))?;
+    write_atomic(path, &json).map_err(|e| TrainError::io(path, e))
+}
+
+/// Runs one study (runs under `runs_root`), returning `None` when stopped.
+pub fn run_study(
+    plan: &StudyPlan,
+    runs_root: &Path,
+    stop: Arc<AtomicBool>,
+    on_event: &mut dyn FnMut(StudyEvent<'_>),
+) -> TrainResult<Option<StudyRuns>> {
+    std::fs::create_dir_all(runs_root).map_err(|e| TrainError::io(runs_root, e))?;
+    let first = plan.base_config(plan.seeds.0[0])?;
+    let temperatures = plan.temperatures(first.rollout.temperature);
+    let settings_at = |cfg: &TrainConfig, temperature: f64| EvalSettings {
+        samples: plan.eval.samples,
+        temperature,
+        max_new_tokens: cfg.rollout.max_new_tokens,
+        ..EvalSettings::default()
+    };
+    let mut rows = vec![RowRuns {
+        name: BASE_ROW.into(),
+        is_base: true,
+        runs: Vec::new(),
+    }];
+    rows.extend(plan.arms.iter().map(|a| RowRuns {
+        name: a.name.clone(),
+        is_base: false,
+        runs: Vec::new(),
+    }));
+    let total = plan.seeds.0.len() * rows.len();
+    let mut index = 0;
+    for &seed in &plan.seeds.0 {
+        // The base row of this seed: every arm of the seed starts from this policy.
+        let base_cfg = plan.base_config(seed)?;
+        let base_dir = runs_root.join(format!("{BASE_ROW}-seed{seed}"));
+        on_event(StudyEvent::Run {
+            index,
+            total,
+            dir: &base_dir,
+        });
+        index += 1;
+        let evals = evaluate_all(
+            &base_cfg,
+            &base_dir,
+            &temperatures,
+            &settings_at,
+            &mut |cfg, dir, log| base_model(cfg, dir, log),
+            on_event,
+        )?;
+        let base_eval = evals[0].clone();
+        rows[0].runs.push(SeedRun {
+            seed,
+            evals,
+            along: Vec::new(),
+            metrics: Vec::new(),
+        });
+        for (arm_index, arm) in plan.arms.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let dir = runs_root.join(format!("{}-seed{seed}", arm.slug()));
+            on_event(StudyEvent::Run {
+                index,
+                total,
+                dir: &dir,
+            });
+            index += 1;
+            let Some(run) = run_arm(
+                plan,
+                arm,
+                seed,
+                &dir,
+                &temperatures,
+                &settings_at,
+                &base_eval,
+                stop.clone(),
+                on_event,
+            )?
+            else {
+                return Ok(None);
+            };
+            rows[1 + arm_index].runs.push(run);
+        }
+    }
+    Ok(Some(StudyRuns {
+        temperatures,
+        samples: plan.eval.samples,
+        steps: first.run.steps,
+        rows,
+    }))
+}
+
+type ModelOpener<'a> = dyn FnMut(&TrainConfig, &Path, &mut dyn FnMut(String)) -> TrainResult<PathBuf> + 'a;
+
+/// The starting policy of `cfg`: the cached warm-up of the tiny model (trained first if
+/// missing, into the cache every run of the study shares), or the model on disk.
+fn base_model(cfg: &TrainConfig, dir: &Path, log: &mut dyn FnMut(String)) -> TrainResult<PathBuf> {
+    match &cfg.model.source {
+        ModelSource::Tiny => {
+            let task = build_task(cfg)?;
+            warmup::cached_base(cfg, task.as_ref(), &RunDir::at(dir).cache_dir(), log)
+        }
+        ModelSource::Path(path) => Ok(path.clone()),
+    }
+}
+
+/// Evaluates the model `open` names at every temperature (stored results reused).
+fn evaluate_all(
+    cfg: &TrainConfig,
+    dir: &Path,
+    temperatures: &[f64],
+    settings_at: &dyn Fn(&TrainConfig, f64) -> EvalSettings,
+    open: &mut ModelOpener<'_>,
+    on_event: &mut dyn FnMut(StudyEvent<'_>),
+) -> TrainResult<Vec<EvalReport>> {
+    let mut loaded: Option<(Llama, TextTokenizer)> = None;
+    let task = build_task(cfg)?;
+    let mut out = Vec::with_capacity(temperatures.len());
+    for &t in temperatures {
+        let settings = settings_at(cfg, t);
+        let path = eval_file(dir, &settings);
+        if let Some(report) = stored(&path, &settings) {
+            out.push(report);
+            continue;
+        }
+        if loaded.is_none() {
+            let model_dir = open(cfg, dir, &mut |m| on_event(StudyEvent::Train(Event::Log(m))))?;
+            let device = policy::open_device(cfg.model.device)?;
+            let l = load_model(&model_dir, cfg.model.dtype.into(), &device)?;
+            loaded = Some((l.model, l.tokenizer));
+        }
+        let (model, tokenizer) = loaded.as_ref().expect("loaded above");
+        on_event(StudyEvent::Evaluating {
+            dir,
+            what: format!("T = {t}"),
+        });
+        let report = evaluate(model, tokenizer, task.as_ref(), &settings, None)?;
+        save(&path, &report)?;
+        out.push(report);
+    }
+    Ok(out)
+}
+
+/// Trains one arm at one seed (or finds it trained) and evaluates it.
+#[allow(clippy::too_many_arguments)]
+fn run_arm(
+    plan: &StudyPlan,
+    arm: &Arm,
+    seed: u64,
+    dir: &Path,
+    temperatures: &[f64],
+    settings_at: &dyn Fn(&TrainConfig, f64) -> EvalSettings,
+    base_eval: &EvalReport,
+    stop: Arc<AtomicBool>,
+    on_event: &mut dyn FnMut(StudyEvent<'_>),
+) -> TrainResult<Option<SeedRun>> {
+    let cfg = plan.arm_config(arm, seed)?;
+    let run = RunDir::at(dir);
+    let main = settings_at(&cfg, temperatures[0]);
+    // A shared runs directory must not hand one arm another arm's run.
+    // (Compared as configs, not text, so a key added to the config since keeps old runs.)
+    if let Ok(existing) = std::fs::read_to_string(run.config_path())
+        && toml::from_str::<TrainConfig>(&existing).ok().as_ref() != Some(&cfg)
+    {
+        return Err(TrainError::io(
+            &run.config_path(),
+            format!(
+                "this run was made with another config than arm `{}` at seed {seed} has now; rename the arm or move the directory away",
+                arm.name
+            ),
+        ));
+    }
+    if !run.is_finished() {
+        let resume = run.has_checkpoint();
+        if !resume && dir.exists() {
+            // Stopped before its first checkpoint: nothing worth keeping, and the study owns
+            // the directory, so the run starts again.
+            std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        }
+        let task = build_task(&cfg)?;
+        let mut failure: Option<TrainError> = None;
+        let summary = train(
+            &cfg,
+            dir,
+            TrainOptions {
+                resume,
+                stop,
+                on_event: &mut |e| match e {
+                    // Evaluate along training while the policy is in memory.
+                    Event::Checkpoint {
+                        step,
+                        model,
+                        tokenizer,
+                    } if plan.eval.every > 0 && step < cfg.run.steps => {
+                        let path = along_file(dir, step, &main);
+                        if stored(&path, &main).is_some() || failure.is_some() {
+                            return;
+                        }
+                        on_event(StudyEvent::Evaluating {
+                            dir,
+                            what: format!("step {step}"),
+                        });
+                        let result = evaluate(model, tokenizer, task.as_ref(), &main, None)
+                            .map_err(TrainError::from)
+                            .and_then(|report| save(&path, &report));
+                        failure = result.err();
+                    }
+                    other => on_event(StudyEvent::Train(other)),
+                },
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if summary.interrupted {
+            return Ok(None);
+        }
+    }
+    let final_model = run.final_model();
+    let evals = evaluate_all(
+        &cfg,
+        dir,
+        temperatures,
+        settings_at,
+        &mut |_, _, _| Ok(final_model.clone()),
+        on_event,
+    )?;
+    let mut along = vec![(0, base_eval.clone())];
+    if plan.eval.every > 0 {
+        let mut step = plan.eval.every;
+        while step < cfg.run.steps {
+            if let Some(report) = stored(&along_file(dir, step, &main), &main) {
+                along.push((step, report));
+            }
+            step += plan.eval.every;
+        }
+    }
+    along.push((cfg.run.steps, evals[0].clone()));
+    Ok(Some(SeedRun {
+        seed,
+        evals,
+        along,
+        metrics: read_metrics(dir)?,
+    }))
+}

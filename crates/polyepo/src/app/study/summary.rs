@@ -1,0 +1,334 @@
+//! A study's figures with their intervals: held-out pass@k and strategies per row, the
+//! discovery split, paired differences against the reference row, training figures, the
+//! temperature sweep and where samples branch. Pure computation over [`StudyRuns`].
+
+use serde::{Deserialize, Serialize};
+
+use super::run::{RowRuns, StudyRuns};
+use super::stats::{Interval, Paired, Table, estimate, over_seeds, paired};
+use crate::app::eval::{EvalReport, PromptResult};
+use crate::rl::train::StepMetrics;
+
+/// Training steps at the end of a run averaged for its training figures.
+pub const LAST_STEPS: usize = 25;
+
+/// Held-out figures of one row at one temperature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// (k, pass@k) for every power of two up to M, the table's k and M.
+    pub pass_at: Vec<(usize, Interval)>,
+    /// Distinct correct strategies per held-out prompt.
+    pub correct_strategies: Interval,
+    /// Distinct correct strategies per solved prompt (prompts with a correct sample).
+    pub strategies_per_solved: Interval,
+}
+
+impl HeldOut {
+    /// pass@k, if it was computed for this k.
+    pub fn at(&self, k: usize) -> Option<Interval> {
+        self.pass_at.iter().find(|(kk, _)| *kk == k).map(|(_, i)| *i)
+    }
+}
+
+/// The held-out prompts split by whether solving them needs an element never allowed in
+/// training (the task must support the split).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Discovery {
+    /// Prompts that need an unseen element.
+    pub unseen_prompts: usize,
+    /// Prompts solvable with elements seen in training.
+    pub seen_prompts: usize,
+    /// pass@1 and pass@M on the prompts that need an unseen element.
+    pub unseen: (Interval, Interval),
+    /// pass@1 and pass@M on the seen-solvable prompts.
+    pub seen: (Interval, Interval),
+    /// Correct answers that use an unseen element, per prompt (M samples each).
+    pub unseen_correct_per_prompt: Interval,
+    /// Of all correct answers, the share that uses an unseen element.
+    pub unseen_share_of_correct: Interval,
+}
+
+/// Training figures (mean of the last [`LAST_STEPS`] steps, interval over seeds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Training {
+    /// Mean reward.
+    pub reward: Interval,
+    /// Distinct correct strategies per prompt.
+    pub correct_strategies: Interval,
+    /// Token entropy.
+    pub entropy: Interval,
+    /// Fraction of incorrect generations with a positive advantage.
+    pub positive_incorrect: Interval,
+    /// Mean advantage of correct generations.
+    pub correct_advantage: Interval,
+}
+
+/// Where the samples of a prompt branch apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Branching {
+    /// Mean common-prefix length of two samples (characters).
+    pub position: Interval,
+    /// Mean per-position entropy (nats) at positions 0, 1, 2, ...
+    pub entropy: Vec<f64>,
+}
+
+/// Every figure of one row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowSummary {
+    /// Row label.
+    pub name: String,
+    /// Seeds.
+    pub seeds: usize,
+    /// One entry per temperature, the main one first.
+    pub held_out: Vec<HeldOut>,
+    /// The discovery split at the main temperature.
+    pub discovery: Option<Discovery>,
+    /// Training figures (none for the base row).
+    pub training: Option<Training>,
+    /// Branching at the main temperature.
+    pub branching: Branching,
+    /// (step, pass@1, pass@M) along training at the main temperature.
+    pub along: Vec<(u64, Interval, Interval)>,
+}
+
+/// A row compared with the reference row, seed by seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairedRow {
+    /// The row.
+    pub name: String,
+    /// The reference row.
+    pub reference: String,
+    /// Δ pass@1.
+    pub pass_at_1: Paired,
+    /// Δ pass@M.
+    pub pass_at_max: Paired,
+    /// Δ distinct correct strategies per prompt.
+    pub correct_strategies: Paired,
+    /// Δ pass@M on the prompts that need an unseen element.
+    pub unseen_pass_at_max: Option<Paired>,
+}
+
+/// All figures of a study.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudySummary {
+    /// Samples per prompt (M).
+    pub samples: usize,
+    /// Held-out prompts.
+    pub prompts: usize,
+    /// The k columns.
+    pub ks: Vec<usize>,
+    /// Rows, base first.
+    pub rows: Vec<RowSummary>,
+    /// Paired comparisons with the reference row.
+    pub paired: Vec<PairedRow>,
+}
+
+type PerPrompt<'a> = &'a dyn Fn(&PromptResult) -> (f64, f64);
+
+/// A seeds × prompts table of one figure of `reports` (one per seed).
+fn table(reports: &[&EvalReport], per_prompt: PerPrompt<'_>) -> Table {
+    let (mut num, mut den) = (Vec::new(), Vec::new());
+    for r in reports {
+        let (n, d): (Vec<f64>, Vec<f64>) = r.per_prompt.iter().map(per_prompt).unzip();
+        num.push(n);
+        den.push(d);
+    }
+    Table { num, den }
+}
+
+fn pass_at(m: usize, k: usize) -> impl Fn(&PromptResult) -> (f64, f64) {
+    move |p: &PromptResult| (setrl::pass_at_k(m, p.correct, k).unwrap_or(0.0), 1.0)
+}
+
+fn only(subset: bool, f: impl Fn(&PromptResult) -> (f64, f64)) -> impl Fn(&PromptResult) -> (f64, f64) {
+    move |p: &PromptResult| {
+        if p.needs_unseen == Some(subset) {
+            f(p)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+}
+
+fn evals_at(row: &RowRuns, t: usize) -> Vec<&EvalReport> {
+    row.runs.iter().map(|r| &r.evals[t]).collect()
+}
+
+fn last_steps(metrics: &[StepMetrics], pick: fn(&StepMetrics) -> f64) -> f64 {
+    let tail = &metrics[metrics.len().saturating_sub(LAST_STEPS)..];
+    tail.iter().map(pick).sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// Computes every figure of `runs` (`resamples` bootstrap draws; `reference` names the row
+/// of the paired tests; `ks` the table's k columns).
+pub fn summarize(
+    runs: &StudyRuns,
+    ks: &[usize],
+    reference: &str,
+    resamples: usize,
+) -> StudySummary {
+    let m = runs.samples;
+    let mut ks: Vec<usize> = ks.iter().copied().filter(|&k| k >= 1 && k < m).collect();
+    ks.push(m);
+    ks.dedup();
+    let mut curve_ks: Vec<usize> = (0..)
+        .map(|i| 1usize << i)
+        .take_while(|&k| k <= m)
+        .chain(ks.iter().copied())
+        .collect();
+    curve_ks.sort_unstable();
+    curve_ks.dedup();
+    let est = |t: &Table| estimate(t, resamples, 17);
+    let rows = runs
+        .rows
+        .iter()
+        .map(|row| {
+            let held_out = runs
+                .temperatures
+                .iter()
+                .enumerate()
+                .map(|(ti, &temperature)| {
+                    let evals = evals_at(row, ti);
+                    HeldOut {
+                        temperature,
+                        pass_at: curve_ks
+                            .iter()
+                            .map(|&k| (k, est(&table(&evals, &pass_at(m, k)))))
+                            .collect(),
+                        correct_strategies: est(&table(&evals, &|p| {
+                            (p.correct_strategies as f64, 1.0)
+                        })),
+                        strategies_per_solved: est(&table(&evals, &|p| {
+                            (p.correct_strategies as f64, f64::from(u8::from(p.correct > 0)))
+                        })),
+                    }
+                })
+                .collect();
+            let main = evals_at(row, 0);
+            let has_split = main
+                .first()
+                .is_some_and(|e| e.per_prompt.iter().any(|p| p.needs_unseen.is_some()));
+            let discovery = has_split.then(|| {
+                let first = &main[0].per_prompt;
+                let count = |v: bool| first.iter().filter(|p| p.needs_unseen == Some(v)).count();
+                let pair = |v: bool| {
+                    (
+                        est(&table(&main, &only(v, pass_at(m, 1)))),
+                        est(&table(&main, &only(v, pass_at(m, m)))),
+                    )
+                };
+                Discovery {
+                    unseen_prompts: count(true),
+                    seen_prompts: count(false),
+                    unseen: pair(true),
+                    seen: pair(false),
+                    unseen_correct_per_prompt: est(&table(&main, &|p| {
+                        (p.correct_unseen as f64, 1.0)
+                    })),
+                    unseen_share_of_correct: est(&table(&main, &|p| {
+                        (p.correct_unseen as f64, p.correct as f64)
+                    })),
+                }
+            });
+            let training = (!row.is_base).then(|| {
+                let of = |pick: fn(&StepMetrics) -> f64| {
+                    let values: Vec<f64> =
+                        row.runs.iter().map(|r| last_steps(&r.metrics, pick)).collect();
+                    over_seeds(&values, resamples, 23)
+                };
+                Training {
+                    reward: of(|m| m.reward_mean),
+                    correct_strategies: of(|m| m.clusters_correct),
+                    entropy: of(|m| m.entropy),
+                    positive_incorrect: of(|m| m.positive_incorrect),
+                    correct_advantage: of(|m| m.correct_advantage),
+                }
+            });
+            let positions = main.iter().map(|e| e.position_entropy.len()).min().unwrap_or(0);
+            let branching = Branching {
+                position: est(&table(&main, &|p| (p.branch_position, 1.0))),
+                entropy: (0..positions)
+                    .map(|t| {
+                        main.iter().map(|e| e.position_entropy[t]).sum::<f64>()
+                            / main.len().max(1) as f64
+                    })
+                    .collect(),
+            };
+            let along = along(row, m, &est);
+            RowSummary {
+                name: row.name.clone(),
+                seeds: row.runs.len(),
+                held_out,
+                discovery,
+                training,
+                branching,
+                along,
+            }
+        })
+        .collect();
+    let paired = paired_rows(runs, reference, m, resamples);
+    StudySummary {
+        samples: m,
+        prompts: runs
+            .rows
+            .first()
+            .and_then(|r| r.runs.first())
+            .map_or(0, |r| r.evals[0].prompts),
+        ks,
+        rows,
+        paired,
+    }
+}
+
+/// pass@1 and pass@M at every step that every seed of `row` was evaluated at.
+fn along(row: &RowRuns, m: usize, est: &dyn Fn(&Table) -> Interval) -> Vec<(u64, Interval, Interval)> {
+    let Some(first) = row.runs.first() else {
+        return Vec::new();
+    };
+    first
+        .along
+        .iter()
+        .map(|(step, _)| *step)
+        .filter_map(|step| {
+            let evals: Option<Vec<&EvalReport>> = row
+                .runs
+                .iter()
+                .map(|r| r.along.iter().find(|(s, _)| *s == step).map(|(_, e)| e))
+                .collect();
+            let evals = evals?;
+            Some((
+                step,
+                est(&table(&evals, &pass_at(m, 1))),
+                est(&table(&evals, &pass_at(m, m))),
+            ))
+        })
+        .collect()
+}
+
+fn paired_rows(runs: &StudyRuns, reference: &str, m: usize, resamples: usize) -> Vec<PairedRow> {
+    let Some(reference_row) = runs.rows.iter().find(|r| r.name == reference) else {
+        return Vec::new();
+    };
+    let b = evals_at(reference_row, 0);
+    runs.rows
+        .iter()
+        .filter(|r| r.name != reference && r.runs.len() == reference_row.runs.len())
+        .map(|row| {
+            let a = evals_at(row, 0);
+            let compare = |f: PerPrompt<'_>| paired(&table(&a, f), &table(&b, f), resamples, 29);
+            let has_split = a
+                .first()
+                .is_some_and(|e| e.per_prompt.iter().any(|p| p.needs_unseen == Some(true)));
+            PairedRow {
+                name: row.name.clone(),
+                reference: reference.to_owned(),
+                pass_at_1: compare(&pass_at(m, 1)),
+                pass_at_max: compare(&pass_at(m, m)),
+                correct_strategies: compare(&|p| (p.correct_strategies as f64, 1.0)),
+                unseen_pass_at_max: has_split.then(|| compare(&only(true, pass_at(m, m)))),
+            }
+        })
+        .collect()
+}
