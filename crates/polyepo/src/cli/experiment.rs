@@ -26,6 +26,9 @@ pub struct ExperimentArgs {
     /// Log lines instead of a progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Check the plan and print what it would run, without running it.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Loads the plan and runs it.
@@ -41,6 +44,21 @@ pub fn run(args: &ExperimentArgs) -> Result<()> {
         .clone()
         .or_else(|| plan.runs.clone())
         .unwrap_or_else(|| Path::new("runs/experiments").join(&plan.name));
+    if args.dry_run {
+        println!(
+            "{}: base + {} arms × seeds {:?} = {} training runs into {}, report into {}",
+            plan.name,
+            plan.arms.len(),
+            plan.seeds.0,
+            plan.arms.len() * plan.seeds.0.len(),
+            runs.display(),
+            out.display()
+        );
+        for arm in &plan.arms {
+            println!("  {} ({}): {}", arm.name, arm.slug(), arm.set.join(" "));
+        }
+        return Ok(());
+    }
     run_study_cli(&plan, &runs, &out, args.quiet)
 }
 

@@ -268,9 +268,17 @@ fn run_arm(
     let run = RunDir::at(dir);
     let main = settings_at(&cfg, temperatures[0]);
     // A shared runs directory must not hand one arm another arm's run.
-    // (Compared as configs, not text, so a key added to the config since keeps old runs.)
+    // Compared as configs, not text, so a key added to the config since keeps old runs;
+    // the checkpoint period does not change training, so studies that evaluate along
+    // training at different periods (or not at all) share runs too.
+    let same_training = |existing: &str| {
+        toml::from_str::<TrainConfig>(existing).is_ok_and(|mut old| {
+            old.run.checkpoint_every = cfg.run.checkpoint_every;
+            old == cfg
+        })
+    };
     if let Ok(existing) = std::fs::read_to_string(run.config_path())
-        && toml::from_str::<TrainConfig>(&existing).ok().as_ref() != Some(&cfg)
+        && !same_training(&existing)
     {
         return Err(TrainError::io(
             &run.config_path(),

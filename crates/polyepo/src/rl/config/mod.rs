@@ -148,6 +148,41 @@ pub struct AlgorithmSection {
     /// Who labels strategies: `task` (the task's program labeler), `lm` (the LM judge of
     /// `[judge]`) or `both` (the task's labeler where it has one, the LM judge otherwise).
     pub judge: JudgeSource,
+    /// Noise added to the strategy labels (an ablation of a weak judge; off by default).
+    pub label_noise: LabelNoise,
+}
+
+/// How a weak strategy judge is simulated on top of an exact one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelNoise {
+    /// `merge` (a cluster joins the one seen before it in its group; the first never moves), `split` (each of a cluster's
+    /// responses becomes its own cluster) or `fail` (the whole group is unlabelled and
+    /// `judge.failure_policy` applies).
+    pub kind: LabelNoiseKind,
+    /// Probability per cluster (per group for `fail`); 0 = exact labels.
+    pub p: f64,
+}
+
+impl Default for LabelNoise {
+    fn default() -> Self {
+        Self {
+            kind: LabelNoiseKind::Merge,
+            p: 0.0,
+        }
+    }
+}
+
+/// What [`LabelNoise`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelNoiseKind {
+    /// Two strategies judged the same.
+    Merge,
+    /// One strategy judged as several.
+    Split,
+    /// The judge fails on the group.
+    Fail,
 }
 
 impl AlgorithmSection {
@@ -258,6 +293,7 @@ impl Default for TrainConfig {
                 sets: 16,
                 lambda: 0.5,
                 judge: JudgeSource::Task,
+                label_noise: LabelNoise::default(),
             },
             loss: LossConfig::default(),
             optim: OptimSection {

@@ -203,6 +203,15 @@ impl TrainConfig {
             format!("is {}; use a finite number (default 0.5)", a.lambda),
         )?;
         require(
+            (0.0..=1.0).contains(&a.label_noise.p),
+            origin,
+            "algorithm.label_noise.p",
+            format!(
+                "is {}; use a probability in [0, 1] (0 = exact labels)",
+                a.label_noise.p
+            ),
+        )?;
+        require(
             a.sets >= 1,
             origin,
             "algorithm.sets",

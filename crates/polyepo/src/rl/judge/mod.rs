@@ -3,6 +3,8 @@
 //! beside it through the same trait. The LM judge itself lives in `polyepo-judge` (shared
 //! with the Python package); this module adapts it to the trainer's tasks.
 
+pub mod noisy;
+
 pub use polyepo_judge::{JudgeError, lm, prompts};
 
 use lm::{JudgeStats, Labelled, LmJudge};

@@ -24,6 +24,7 @@ pub use metrics::StepMetrics;
 
 use crate::rl::config::{JudgeSource, ModelSource, TaskKind, TrainConfig};
 use crate::rl::judge::lm::LmJudge;
+use crate::rl::judge::noisy::NoisyJudge;
 use crate::rl::judge::{StrategyJudge, TaskJudge};
 use crate::rl::tasks::countdown::Countdown;
 use crate::rl::tasks::digits::Digits;
@@ -115,12 +116,22 @@ pub fn build_judge<'a>(
         JudgeSource::Both => !task.has_labeler(),
         JudgeSource::Task => false,
     };
-    if use_lm {
-        return Ok(Some(Box::new(LmJudge::new(cfg.judge.clone())?)));
-    }
-    Ok(task
-        .has_labeler()
-        .then(|| Box::new(TaskJudge::new(task)) as Box<dyn StrategyJudge + 'a>))
+    let judge: Option<Box<dyn StrategyJudge + 'a>> = if use_lm {
+        Some(Box::new(LmJudge::new(cfg.judge.clone())?))
+    } else {
+        task.has_labeler()
+            .then(|| Box::new(TaskJudge::new(task)) as Box<dyn StrategyJudge + 'a>)
+    };
+    let noise = cfg.algorithm.label_noise;
+    Ok(match judge {
+        Some(inner) if noise.p > 0.0 => Some(Box::new(NoisyJudge::new(
+            inner,
+            noise,
+            cfg.judge.failure_policy,
+            cfg.run.seed,
+        ))),
+        other => other,
+    })
 }
 
 /// The prompts of step `step` (0-based): consecutive slices of per-epoch shuffles of the

@@ -55,7 +55,14 @@ pub fn cached_base(
     let tmp = cache_dir.join(format!(".warmup-tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     export_hf(&model, &tokenizer, &tmp)?;
-    std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // Another process (a study running beside this one) finished the same warm-up
+        // first: the settings are the same, so its copy is as good as ours.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join("model.safetensors").exists() {
+            return Err(TrainError::io(&dir, e));
+        }
+    }
     Ok(dir)
 }
 
