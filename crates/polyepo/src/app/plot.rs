@@ -17,6 +17,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// (x, low, high) of an interval band (empty: no band).
     pub band: Vec<(f64, f64, f64)>,
+    /// Palette index, so one row keeps its colour across charts (default: its position).
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -26,6 +28,7 @@ impl Series {
             name: name.into(),
             points,
             band: Vec::new(),
+            color: None,
         }
     }
 }
@@ -46,13 +49,19 @@ pub struct Chart {
 }
 
 const SIZE: (u32, u32) = (1000, 650);
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(255, 187, 120),
 ];
 
 fn register_font() {
@@ -131,7 +140,7 @@ where
         .draw()
         .map_err(err)?;
     for (i, s) in chart.series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[s.color.unwrap_or(i) % COLORS.len()];
         let band: Vec<(f64, f64, f64)> = s
             .band
             .iter()
@@ -209,6 +218,7 @@ mod tests {
                 name: "a".into(),
                 points: vec![(1.0, 0.2), (2.0, 0.4), (4.0, 0.6)],
                 band: vec![(1.0, 0.1, 0.3), (2.0, 0.3, 0.5), (4.0, 0.5, 0.7)],
+                color: Some(2),
             }],
         };
         let files = save_chart(&dir.join("curve"), &chart).unwrap();

@@ -25,7 +25,12 @@ fn write(path: &Path, bytes: &[u8]) -> TrainResult<()> {
 }
 
 /// Per-step mean over seeds of a smoothed training metric, with a bootstrap band over seeds.
-fn training_series(row: &RowRuns, pick: fn(&StepMetrics) -> f64, resamples: usize) -> Series {
+fn training_series(
+    row: &RowRuns,
+    color: usize,
+    pick: fn(&StepMetrics) -> f64,
+    resamples: usize,
+) -> Series {
     let curves: Vec<Vec<(f64, f64)>> = row.runs.iter().map(|r| curve(&r.metrics, pick)).collect();
     let len = curves.iter().map(Vec::len).min().unwrap_or(0);
     let mut points = Vec::with_capacity(len);
@@ -41,6 +46,7 @@ fn training_series(row: &RowRuns, pick: fn(&StepMetrics) -> f64, resamples: usiz
         name: row.name.clone(),
         points,
         band,
+        color: Some(color),
     }
 }
 
@@ -235,8 +241,10 @@ pub fn write_report(
     let pass_series: Vec<Series> = summary
         .rows
         .iter()
-        .map(|row| Series {
+        .enumerate()
+        .map(|(color, row)| Series {
             name: row.name.clone(),
+            color: Some(color),
             points: row.held_out[0]
                 .pass_at
                 .iter()
@@ -259,7 +267,13 @@ pub fn write_report(
             series: pass_series,
         },
     ));
-    let trained: Vec<&RowRuns> = runs.rows.iter().filter(|r| !r.is_base).collect();
+    // (row index = colour, row) of the trained rows.
+    let trained: Vec<(usize, &RowRuns)> = runs
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_base)
+        .collect();
     for (stem, title, pick) in [
         (
             "training_reward",
@@ -284,7 +298,7 @@ pub fn write_report(
                 log2_x: false,
                 series: trained
                     .iter()
-                    .map(|r| training_series(r, pick, resamples))
+                    .map(|&(color, r)| training_series(r, color, pick, resamples))
                     .collect(),
             },
         ));
@@ -304,13 +318,15 @@ pub fn write_report(
                     series: summary
                         .rows
                         .iter()
-                        .filter(|r| !r.along.is_empty())
-                        .map(|r| {
+                        .enumerate()
+                        .filter(|(_, r)| !r.along.is_empty())
+                        .map(|(color, r)| {
                             let pick_i = |a: &(u64, Interval, Interval)| {
                                 if pick == 0 { a.1 } else { a.2 }
                             };
                             Series {
                                 name: r.name.clone(),
+                                color: Some(color),
                                 points: r.along.iter().map(|a| (a.0 as f64, pick_i(a).mean)).collect(),
                                 band: r
                                     .along
