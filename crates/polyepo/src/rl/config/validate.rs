@@ -373,6 +373,12 @@ impl TrainConfig {
                     origin,
                     "task.countdown.max_number",
                     format!("is {}; use 1..=10000", c.max_number),
+                )?;
+                require(
+                    (1..=32).contains(&c.demos),
+                    origin,
+                    "task.countdown.demos",
+                    format!("is {}; use 1..=32 demonstrations per prompt", c.demos),
                 )
             }
             TaskKind::Jsonl => Ok(()),

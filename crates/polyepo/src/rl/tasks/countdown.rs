@@ -32,6 +32,18 @@ pub struct CountdownConfig {
     pub style: PromptStyle,
     /// Seed of the prompt generator.
     pub seed: u64,
+    /// Demonstrations per prompt for the warm-up, each of a different shape (1: only the
+    /// expression that made the prompt, so the base policy knows one strategy per prompt;
+    /// more: the warm-up draws among them with the rank weights skew^r, so the base holds
+    /// several). Prompts with fewer shapes keep what they have.
+    #[serde(skip_serializing_if = "is_one")]
+    pub demos: usize,
+}
+
+// Left out of the serialised config at its default, so the warm-up cache of earlier runs
+// (keyed by the task's settings) stays valid.
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for CountdownConfig {
@@ -43,6 +55,7 @@ impl Default for CountdownConfig {
             max_number: 12,
             style: PromptStyle::Compact,
             seed: 77,
+            demos: 1,
         }
     }
 }
@@ -214,6 +227,26 @@ fn random_expr(numbers: &[i64], rng: &mut dyn RngCore) -> Expr {
     pool.pop().unwrap_or(Expr::Num(numbers[0]))
 }
 
+/// Up to `count` expressions of distinct shapes that reach `target`, `first` first. Drawn
+/// from a generator seeded by the prompt's text, so asking for them leaves the prompt
+/// generator's own sequence (and so every prompt) unchanged.
+fn other_shapes(first: &Expr, numbers: &[i64], target: i64, count: usize, text: &str) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(strategy_id(text) as u64);
+    let mut shapes = vec![shape(first)];
+    let mut out = vec![render(first)];
+    for _ in 0..400 * count {
+        if out.len() >= count {
+            break;
+        }
+        let e = random_expr(numbers, &mut rng);
+        if eval(&e) == Some((target, 1)) && !shapes.contains(&shape(&e)) {
+            shapes.push(shape(&e));
+            out.push(render(&e));
+        }
+    }
+    out
+}
+
 /// Text of an expression, fully parenthesised except at the top.
 pub fn render(e: &Expr) -> String {
     fn inner(e: &Expr) -> String {
@@ -272,10 +305,12 @@ impl Countdown {
             } else {
                 format!("N={} T={target}>", listed.join(","))
             };
-            Some(Prompt {
-                text,
-                reference: serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) }),
-            })
+            let mut reference =
+                serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) });
+            if cfg.demos > 1 {
+                reference["examples"] = serde_json::json!(other_shapes(&e, &numbers, target, cfg.demos, &text));
+            }
+            Some(Prompt { text, reference })
         };
         let train = draw_prompts(cfg.train_prompts, "task.countdown", || draw(cfg.max_number))?;
         let eval = draw_prompts(cfg.eval_prompts, "task.countdown", || {
@@ -339,9 +374,23 @@ impl Task for Countdown {
     fn wants_chat_template(&self) -> bool {
         self.instruct
     }
-    fn demonstration(&self, prompt: &Prompt, _skew: f64, _rng: &mut dyn RngCore) -> Option<String> {
-        // The generating expression: one habitual way to reach each target.
-        prompt.reference["example"].as_str().map(String::from)
+    fn demonstration(&self, prompt: &Prompt, skew: f64, rng: &mut dyn RngCore) -> Option<String> {
+        // The generating expression (one habitual way to reach each target), or with
+        // `demos > 1` one of several shapes, rank r drawn with weight skew^r.
+        let Some(examples) = prompt.reference["examples"].as_array() else {
+            return prompt.reference["example"].as_str().map(String::from);
+        };
+        let weights: Vec<f64> = (0..examples.len()).map(|r| skew.powi(r as i32)).collect();
+        let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
+        let mut pick = examples.len().saturating_sub(1);
+        for (i, w) in weights.iter().enumerate() {
+            if u < *w {
+                pick = i;
+                break;
+            }
+            u -= w;
+        }
+        examples.get(pick)?.as_str().map(String::from)
     }
     fn alphabet(&self) -> &str {
         ALPHABET
@@ -392,6 +441,43 @@ mod tests {
         })
         .unwrap();
         assert_eq!(instruct.reward(&p, "Sure!\n(5 - 2) * 8 = 24"), 1.0);
+    }
+
+    #[test]
+    fn several_demonstrations_have_distinct_shapes_and_leave_prompts_unchanged() {
+        let one = Countdown::new(&CountdownConfig::default()).unwrap();
+        let cfg = CountdownConfig {
+            demos: 4,
+            ..CountdownConfig::default()
+        };
+        let many = Countdown::new(&cfg).unwrap();
+        let texts = |t: &Countdown| -> Vec<String> {
+            t.train_prompts().iter().map(|p| p.text.clone()).collect()
+        };
+        assert_eq!(texts(&one), texts(&many));
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut with_several = 0;
+        for p in many.train_prompts() {
+            let examples = p.reference["examples"].as_array().unwrap();
+            assert!(!examples.is_empty() && examples.len() <= 4);
+            with_several += usize::from(examples.len() > 1);
+            let shapes: std::collections::HashSet<Option<Strategy>> = examples
+                .iter()
+                .map(|e| many.strategy(p, e.as_str().unwrap()))
+                .collect();
+            assert_eq!(shapes.len(), examples.len(), "{examples:?}");
+            let seen: std::collections::HashSet<Option<Strategy>> = (0..60)
+                .map(|_| {
+                    let demo = many.demonstration(p, 0.5, &mut rng).unwrap();
+                    assert_eq!(many.reward(p, &demo), 1.0, "{demo}");
+                    many.strategy(p, &demo)
+                })
+                .collect();
+            assert_eq!(seen.len(), examples.len());
+        }
+        assert!(with_several * 2 > many.train_prompts().len(), "{with_several}");
+        // The default config serialises without the key (warm-up caches stay valid).
+        assert!(!toml::to_string(&CountdownConfig::default()).unwrap().contains("demos"));
     }
 
     #[test]
