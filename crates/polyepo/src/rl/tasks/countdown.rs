@@ -468,7 +468,8 @@ mod tests {
             assert_eq!(shapes.len(), examples.len(), "{examples:?}");
             let seen: std::collections::HashSet<Option<Strategy>> = (0..60)
                 .map(|_| {
-                    let demo = many.demonstration(p, 0.5, &mut rng).unwrap();
+                    // skew 1: every shape equally likely, so 60 draws see all of them.
+                    let demo = many.demonstration(p, 1.0, &mut rng).unwrap();
                     assert_eq!(many.reward(p, &demo), 1.0, "{demo}");
                     many.strategy(p, &demo)
                 })
