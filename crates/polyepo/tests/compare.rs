@@ -56,7 +56,7 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     let runs = root.join("runs");
     let plan = small_plan(&root, 4);
     let mut evaluations = 0;
-    let mut run = |plan: &StudyPlan, evaluations: &mut usize| {
+    let run = |plan: &StudyPlan, evaluations: &mut usize| {
         run_and_report(
             plan,
             &runs,
@@ -82,7 +82,11 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
         let h = &row.held_out[0];
         let ks: Vec<usize> = h.pass_at.iter().map(|(k, _)| *k).collect();
         assert_eq!(ks, [1, 2, 4]);
-        assert!(h.pass_at.windows(2).all(|w| w[0].1.mean <= w[1].1.mean + 1e-12));
+        assert!(
+            h.pass_at
+                .windows(2)
+                .all(|w| w[0].1.mean <= w[1].1.mean + 1e-12)
+        );
         for (_, i) in &h.pass_at {
             assert!(i.lo <= i.mean + 1e-12 && i.mean <= i.hi + 1e-12, "{i:?}");
         }
@@ -108,7 +112,12 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
             })
             .sum::<f64>()
             / 2.0;
-        let got = summary.rows.iter().find(|r| r.name == row).unwrap().held_out[0]
+        let got = summary
+            .rows
+            .iter()
+            .find(|r| r.name == row)
+            .unwrap()
+            .held_out[0]
             .at(4)
             .unwrap()
             .mean;
@@ -119,12 +128,24 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     assert_eq!(paired, ["base", "GRPO"]);
     assert!(summary.paired.iter().all(|p| p.pass_at_max.seeds == 2));
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
-    for needle in ["| base |", "| POLY-EPO |", "| GRPO |", "Discovery split", "Paired differences", "pass_at_k.svg"] {
+    for needle in [
+        "| base |",
+        "| POLY-EPO |",
+        "| GRPO |",
+        "Discovery split",
+        "Paired differences",
+        "pass_at_k.svg",
+    ] {
         assert!(md.contains(needle), "{needle} missing:\n{md}");
     }
     let _: StudySummary =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for stem in ["pass_at_k", "training_reward", "training_correct_strategies", "along_pass_at_1"] {
+    for stem in [
+        "pass_at_k",
+        "training_reward",
+        "training_correct_strategies",
+        "along_pass_at_1",
+    ] {
         assert_chart(&out.join(stem));
     }
 
@@ -163,7 +184,10 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("another config") && err.contains("GRPO"), "{err}");
+    assert!(
+        err.contains("another config") && err.contains("GRPO"),
+        "{err}"
+    );
 
     // A single run's training report.
     let run_dir = runs.join("grpo-seed1");
@@ -186,12 +210,17 @@ fn experiment_cli_names_the_file_and_key_of_a_bad_plan() {
     .unwrap();
     let (ok, err) = polyepo(&["experiment", plan.to_str().unwrap()]);
     assert!(
-        !ok && err.contains("plan.toml") && err.contains("arm[0]") && err.contains("samples_per_prompt"),
+        !ok && err.contains("plan.toml")
+            && err.contains("arm[0]")
+            && err.contains("samples_per_prompt"),
         "{err}"
     );
     std::fs::write(&plan, "name = \"x\"\nseeds = \"2-1\"\n").unwrap();
     let (ok, err) = polyepo(&["experiment", plan.to_str().unwrap()]);
-    assert!(!ok && err.contains("plan.toml") && err.contains("2-1"), "{err}");
+    assert!(
+        !ok && err.contains("plan.toml") && err.contains("2-1"),
+        "{err}"
+    );
     let (ok, err) = polyepo(&["compare", "--seeds", "1,1"]);
     assert!(!ok && err.contains("twice"), "{err}");
     std::fs::remove_dir_all(&root).ok();

@@ -297,7 +297,10 @@ mod tests {
     #[test]
     fn branch_position_is_the_mean_common_prefix_of_pairs() {
         // Pairs (1, 2) share 4 characters, (3, 4) share 1.
-        assert_eq!(branch_position(&texts(&["+5+3", "+5+3", "+5-1", "+3+5"])), 2.5);
+        assert_eq!(
+            branch_position(&texts(&["+5+3", "+5+3", "+5-1", "+3+5"])),
+            2.5
+        );
         assert_eq!(branch_position(&texts(&["+5", "+3", "x"])), 1.0);
         assert_eq!(branch_position(&[]), 0.0);
     }

@@ -153,8 +153,11 @@ where
                 .map(|&(x, _, hi)| (x, hi))
                 .chain(band.iter().rev().map(|&(x, lo, _)| (x, lo)))
                 .collect();
-            ctx.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled())))
-                .map_err(err)?;
+            ctx.draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(0.18).filled(),
+            )))
+            .map_err(err)?;
         }
         let line: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
         ctx.draw_series(LineSeries::new(line.clone(), color.stroke_width(3)))

@@ -134,9 +134,7 @@ pub fn run_study_cli(plan: &StudyPlan, runs: &Path, out: &Path, quiet: bool) -> 
         Some((_, files)) => {
             let readme = out.join("README.md");
             if let Ok(text) = std::fs::read_to_string(&readme)
-                && let Some(table) = text
-                    .split("## ")
-                    .find(|s| s.starts_with("Held-out pass@k"))
+                && let Some(table) = text.split("## ").find(|s| s.starts_with("Held-out pass@k"))
             {
                 println!("{}", table.trim());
             }

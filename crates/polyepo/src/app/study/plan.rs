@@ -331,8 +331,10 @@ mod tests {
             plan.check("study.toml").map_err(|e| e.to_string())
         };
         let head = "name = \"a\"\nseeds = \"0-1\"\n";
-        let err = load(&format!("{head}[[arm]]\nname = \"x\"\nset = [\"loss.clip_hgh=0.3\"]\n"))
-            .unwrap_err();
+        let err = load(&format!(
+            "{head}[[arm]]\nname = \"x\"\nset = [\"loss.clip_hgh=0.3\"]\n"
+        ))
+        .unwrap_err();
         assert!(err.contains("arm[0]") && err.contains("clip_hgh"), "{err}");
         let err = load(&format!(
             "{head}[[arm]]\nname = \"A b\"\n[[arm]]\nname = \"a-b\"\n"
@@ -343,10 +345,7 @@ mod tests {
         assert!(err.contains("no arms"), "{err}");
         let err = load(&format!("{head}colour = 1\n[[arm]]\nname = \"x\"\n")).unwrap_err();
         assert!(err.contains("colour"), "{err}");
-        let err = load(&format!(
-            "{head}reference = \"y\"\n[[arm]]\nname = \"x\"\n"
-        ))
-        .unwrap_err();
+        let err = load(&format!("{head}reference = \"y\"\n[[arm]]\nname = \"x\"\n")).unwrap_err();
         assert!(err.contains("reference"), "{err}");
     }
 }

@@ -93,7 +93,9 @@ pub fn write_report(
             format!(" with `{}`", plan.set.join("`, `"))
         }
     ));
-    md.push_str("| row | overrides |\n|---|---|\n| base | the starting policy, not trained further |\n");
+    md.push_str(
+        "| row | overrides |\n|---|---|\n| base | the starting policy, not trained further |\n",
+    );
     for arm in &plan.arms {
         md.push_str(&format!(
             "| {} | {} |\n",
@@ -144,7 +146,9 @@ pub fn write_report(
                 show_paired(&p.pass_at_1),
                 show_paired(&p.pass_at_max),
                 show_paired(&p.correct_strategies),
-                p.unseen_pass_at_max.as_ref().map_or("—".into(), show_paired),
+                p.unseen_pass_at_max
+                    .as_ref()
+                    .map_or("—".into(), show_paired),
                 p.pass_at_max.wins,
                 p.pass_at_max.seeds,
                 p.pass_at_1.p,
@@ -260,7 +264,10 @@ pub fn write_report(
     charts.push((
         "pass_at_k",
         Chart {
-            title: format!("Held-out pass@k ({} seeds, 95% intervals)", plan.seeds.0.len()),
+            title: format!(
+                "Held-out pass@k ({} seeds, 95% intervals)",
+                plan.seeds.0.len()
+            ),
             x_label: "k (samples)".into(),
             y_label: "pass@k".into(),
             log2_x: true,
@@ -285,9 +292,11 @@ pub fn write_report(
             "Distinct correct strategies per prompt, training",
             |m: &StepMetrics| m.clusters_correct,
         ),
-        ("training_entropy", "Token entropy, training", |m: &StepMetrics| {
-            m.entropy
-        }),
+        (
+            "training_entropy",
+            "Token entropy, training",
+            |m: &StepMetrics| m.entropy,
+        ),
     ] {
         charts.push((
             stem,
@@ -327,7 +336,11 @@ pub fn write_report(
                             Series {
                                 name: r.name.clone(),
                                 color: Some(color),
-                                points: r.along.iter().map(|a| (a.0 as f64, pick_i(a).mean)).collect(),
+                                points: r
+                                    .along
+                                    .iter()
+                                    .map(|a| (a.0 as f64, pick_i(a).mean))
+                                    .collect(),
                                 band: r
                                     .along
                                     .iter()
@@ -402,4 +415,3 @@ pub fn write_report(
     files.push(json_path);
     Ok(files)
 }
-

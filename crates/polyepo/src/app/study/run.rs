@@ -200,7 +200,8 @@ pub fn run_study(
     }))
 }
 
-type ModelOpener<'a> = dyn FnMut(&TrainConfig, &Path, &mut dyn FnMut(String)) -> TrainResult<PathBuf> + 'a;
+type ModelOpener<'a> =
+    dyn FnMut(&TrainConfig, &Path, &mut dyn FnMut(String)) -> TrainResult<PathBuf> + 'a;
 
 /// The starting policy of `cfg`: the cached warm-up of the tiny model (trained first if
 /// missing, into the cache every run of the study shares), or the model on disk.
@@ -234,7 +235,9 @@ fn evaluate_all(
             continue;
         }
         if loaded.is_none() {
-            let model_dir = open(cfg, dir, &mut |m| on_event(StudyEvent::Train(Event::Log(m))))?;
+            let model_dir = open(cfg, dir, &mut |m| {
+                on_event(StudyEvent::Train(Event::Log(m)))
+            })?;
             let device = policy::open_device(cfg.model.device)?;
             let l = load_model(&model_dir, cfg.model.dtype.into(), &device)?;
             loaded = Some((l.model, l.tokenizer));
@@ -281,7 +284,7 @@ fn run_arm(
         && !same_training(&existing)
     {
         return Err(TrainError::io(
-            &run.config_path(),
+            run.config_path(),
             format!(
                 "this run was made with another config than arm `{}` at seed {seed} has now; rename the arm or move the directory away",
                 arm.name

@@ -225,7 +225,10 @@ mod tests {
         let table = Table::mean_of(vec![vec![0.0, 1.0, 1.0, 0.0], vec![1.0, 1.0, 0.0, 1.0]]);
         let i = estimate(&table, 2000, 1);
         assert!((i.mean - 0.625).abs() < 1e-12);
-        assert!(i.lo < i.mean && i.mean < i.hi && i.lo >= 0.0 && i.hi <= 1.0, "{i:?}");
+        assert!(
+            i.lo < i.mean && i.mean < i.hi && i.lo >= 0.0 && i.hi <= 1.0,
+            "{i:?}"
+        );
         // A constant table has a zero-width interval.
         let flat = Table::mean_of(vec![vec![0.5; 5]; 3]);
         let i = estimate(&flat, 500, 1);

@@ -28,7 +28,10 @@ pub struct HeldOut {
 impl HeldOut {
     /// pass@k, if it was computed for this k.
     pub fn at(&self, k: usize) -> Option<Interval> {
-        self.pass_at.iter().find(|(kk, _)| *kk == k).map(|(_, i)| *i)
+        self.pass_at
+            .iter()
+            .find(|(kk, _)| *kk == k)
+            .map(|(_, i)| *i)
     }
 }
 
@@ -142,7 +145,10 @@ fn pass_at(m: usize, k: usize) -> impl Fn(&PromptResult) -> (f64, f64) {
     move |p: &PromptResult| (setrl::pass_at_k(m, p.correct, k).unwrap_or(0.0), 1.0)
 }
 
-fn only(subset: bool, f: impl Fn(&PromptResult) -> (f64, f64)) -> impl Fn(&PromptResult) -> (f64, f64) {
+fn only(
+    subset: bool,
+    f: impl Fn(&PromptResult) -> (f64, f64),
+) -> impl Fn(&PromptResult) -> (f64, f64) {
     move |p: &PromptResult| {
         if p.needs_unseen == Some(subset) {
             f(p)
@@ -201,7 +207,10 @@ pub fn summarize(
                             (p.correct_strategies as f64, 1.0)
                         })),
                         strategies_per_solved: est(&table(&evals, &|p| {
-                            (p.correct_strategies as f64, f64::from(u8::from(p.correct > 0)))
+                            (
+                                p.correct_strategies as f64,
+                                f64::from(u8::from(p.correct > 0)),
+                            )
                         })),
                     }
                 })
@@ -234,8 +243,11 @@ pub fn summarize(
             });
             let training = (!row.is_base).then(|| {
                 let of = |pick: fn(&StepMetrics) -> f64| {
-                    let values: Vec<f64> =
-                        row.runs.iter().map(|r| last_steps(&r.metrics, pick)).collect();
+                    let values: Vec<f64> = row
+                        .runs
+                        .iter()
+                        .map(|r| last_steps(&r.metrics, pick))
+                        .collect();
                     over_seeds(&values, resamples, 23)
                 };
                 Training {
@@ -246,7 +258,11 @@ pub fn summarize(
                     correct_advantage: of(|m| m.correct_advantage),
                 }
             });
-            let positions = main.iter().map(|e| e.position_entropy.len()).min().unwrap_or(0);
+            let positions = main
+                .iter()
+                .map(|e| e.position_entropy.len())
+                .min()
+                .unwrap_or(0);
             let branching = Branching {
                 position: est(&table(&main, &|p| (p.branch_position, 1.0))),
                 entropy: (0..positions)
@@ -283,7 +299,11 @@ pub fn summarize(
 }
 
 /// pass@1 and pass@M at every step that every seed of `row` was evaluated at.
-fn along(row: &RowRuns, m: usize, est: &dyn Fn(&Table) -> Interval) -> Vec<(u64, Interval, Interval)> {
+fn along(
+    row: &RowRuns,
+    m: usize,
+    est: &dyn Fn(&Table) -> Interval,
+) -> Vec<(u64, Interval, Interval)> {
     let Some(first) = row.runs.first() else {
         return Vec::new();
     };

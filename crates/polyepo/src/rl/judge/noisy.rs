@@ -53,7 +53,12 @@ impl<'a> NoisyJudge<'a> {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn distort(&self, prompt: &Prompt, responses: &[String], labels: Vec<Strategy>) -> Result<Vec<Strategy>, JudgeError> {
+    fn distort(
+        &self,
+        prompt: &Prompt,
+        responses: &[String],
+        labels: Vec<Strategy>,
+    ) -> Result<Vec<Strategy>, JudgeError> {
         let p = self.noise.p;
         let clusters: Vec<i64> = {
             let mut seen = Vec::new();
@@ -87,8 +92,7 @@ impl<'a> NoisyJudge<'a> {
                 // (which may itself have joined an earlier one).
                 let mut merged: Vec<(i64, i64)> = Vec::with_capacity(clusters.len());
                 for (i, &c) in clusters.iter().enumerate() {
-                    let chosen =
-                        i > 0 && self.uniform(prompt, responses, &format!("merge{c}")) < p;
+                    let chosen = i > 0 && self.uniform(prompt, responses, &format!("merge{c}")) < p;
                     let into = if chosen { merged[i - 1].1 } else { c };
                     merged.push((c, into));
                 }

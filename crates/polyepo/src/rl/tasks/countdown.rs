@@ -230,7 +230,13 @@ fn random_expr(numbers: &[i64], rng: &mut dyn RngCore) -> Expr {
 /// Up to `count` expressions of distinct shapes that reach `target`, `first` first. Drawn
 /// from a generator seeded by the prompt's text, so asking for them leaves the prompt
 /// generator's own sequence (and so every prompt) unchanged.
-fn other_shapes(first: &Expr, numbers: &[i64], target: i64, count: usize, text: &str) -> Vec<String> {
+fn other_shapes(
+    first: &Expr,
+    numbers: &[i64],
+    target: i64,
+    count: usize,
+    text: &str,
+) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(strategy_id(text) as u64);
     let mut shapes = vec![shape(first)];
     let mut out = vec![render(first)];
@@ -308,7 +314,8 @@ impl Countdown {
             let mut reference =
                 serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) });
             if cfg.demos > 1 {
-                reference["examples"] = serde_json::json!(other_shapes(&e, &numbers, target, cfg.demos, &text));
+                reference["examples"] =
+                    serde_json::json!(other_shapes(&e, &numbers, target, cfg.demos, &text));
             }
             Some(Prompt { text, reference })
         };
@@ -476,9 +483,16 @@ mod tests {
                 .collect();
             assert_eq!(seen.len(), examples.len());
         }
-        assert!(with_several * 2 > many.train_prompts().len(), "{with_several}");
+        assert!(
+            with_several * 2 > many.train_prompts().len(),
+            "{with_several}"
+        );
         // The default config serialises without the key (warm-up caches stay valid).
-        assert!(!toml::to_string(&CountdownConfig::default()).unwrap().contains("demos"));
+        assert!(
+            !toml::to_string(&CountdownConfig::default())
+                .unwrap()
+                .contains("demos")
+        );
     }
 
     #[test]
