@@ -45,8 +45,8 @@ pub fn run(args: &ExperimentArgs) -> Result<()> {
         .or_else(|| plan.runs.clone())
         .unwrap_or_else(|| Path::new("runs/experiments").join(&plan.name));
     if args.dry_run {
-        println!(
-            "{}: base + {} arms × seeds {:?} = {} training runs into {}, report into {}",
+        let mut text = format!(
+            "{}: base + {} arms × seeds {:?} = {} training runs into {}, report into {}\n",
             plan.name,
             plan.arms.len(),
             plan.seeds.0,
@@ -55,8 +55,15 @@ pub fn run(args: &ExperimentArgs) -> Result<()> {
             out.display()
         );
         for arm in &plan.arms {
-            println!("  {} ({}): {}", arm.name, arm.slug(), arm.set.join(" "));
+            text.push_str(&format!(
+                "  {} ({}): {}\n",
+                arm.name,
+                arm.slug(),
+                arm.set.join(" ")
+            ));
         }
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         return Ok(());
     }
     run_study_cli(&plan, &runs, &out, args.quiet)

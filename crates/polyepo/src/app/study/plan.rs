@@ -206,7 +206,7 @@ impl StudyPlan {
             ));
         }
         // Config errors name this file and the arm; the study's own `set` is checked first.
-        self.base_config(0).map_err(|e| {
+        let base = self.base_config(0).map_err(|e| {
             fail(
                 &format!("set: {}", e.key),
                 format!("{} (config {})", e.message, e.origin),
@@ -225,12 +225,24 @@ impl StudyPlan {
                 ));
             }
             slugs.push(s);
-            self.arm_config(arm, 0).map_err(|e| {
+            let cfg = self.arm_config(arm, 0).map_err(|e| {
                 fail(
                     &format!("arm[{i}] ({}).set: {}", arm.name, e.key),
                     format!("{} (config {})", e.message, e.origin),
                 )
             })?;
+            // The base row and the paired tests assume every arm of a seed starts from the
+            // same policy, which the task, the model source and the warm-up determine.
+            if cfg.task != base.task
+                || cfg.model.source != base.model.source
+                || cfg.model.tiny != base.model.tiny
+                || cfg.warmup != base.warmup
+            {
+                return Err(fail(
+                    &format!("arm[{i}] ({}).set", arm.name),
+                    "changes the task, model or warm-up, so this arm would not start from the study's base policy; move that override to the study's `set` or into a study of its own".into(),
+                ));
+            }
         }
         if let Some(r) = &self.reference
             && !self.arms.iter().any(|a| &a.name == r)
@@ -343,6 +355,14 @@ mod tests {
         assert!(err.contains("arm[1].name"), "{err}");
         let err = load(head).unwrap_err();
         assert!(err.contains("no arms"), "{err}");
+        let err = load(&format!(
+            "{head}[[arm]]\nname = \"x\"\nset = [\"warmup.steps=10\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("arm[0] (x).set") && err.contains("base policy"),
+            "{err}"
+        );
         let err = load(&format!("{head}colour = 1\n[[arm]]\nname = \"x\"\n")).unwrap_err();
         assert!(err.contains("colour"), "{err}");
         let err = load(&format!("{head}reference = \"y\"\n[[arm]]\nname = \"x\"\n")).unwrap_err();
