@@ -2,8 +2,6 @@
 //! display that `polyepo compare` shares.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -72,16 +70,8 @@ pub fn run(args: &ExperimentArgs) -> Result<()> {
 /// Runs `plan` with a progress bar (one tick per training step; evaluations in the
 /// message), Ctrl-C to stop and resume later; prints the report's held-out table.
 pub fn run_study_cli(plan: &StudyPlan, runs: &Path, out: &Path, quiet: bool) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C or SIGTERM: finishing this step and saving; re-run the same command to resume"
-        );
-    })?;
+    let stop =
+        super::stop_on_ctrl_c("finishing this step and saving; re-run the same command to resume")?;
     let steps = plan.base_config(plan.seeds.0[0])?.run.steps;
     let units = (plan.seeds.0.len() * (plan.arms.len() + 1)) as u64;
     eprintln!(

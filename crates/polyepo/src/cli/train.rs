@@ -1,8 +1,6 @@
 //! `polyepo train` and `polyepo config`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -52,18 +50,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             (cfg, dir)
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: the user really wants out.
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C or SIGTERM: finishing this step, saving a checkpoint (Ctrl-C again to abort)"
-        );
-    })
-    .context("installing the Ctrl-C handler")?;
+    let stop =
+        super::stop_on_ctrl_c("finishing this step, saving a checkpoint (Ctrl-C again to abort)")
+            .context("installing the Ctrl-C handler")?;
 
     eprintln!(
         "polyepo train: {} on {} ({} model), {} steps × {} prompts × {} samples → {}",
