@@ -117,6 +117,7 @@ where
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
     let log2 = chart.log2_x;
+    let narrow_x = x1 - x0 < 5.0;
     // On a log2 axis, one tick per power of two.
     let x_ticks = if log2 {
         (x1 - x0).round() as usize + 1
@@ -132,6 +133,9 @@ where
         .x_label_formatter(&|v| {
             if log2 {
                 format!("{}", 2f64.powf(*v).round())
+            } else if narrow_x {
+                // A fraction axis (pass@1 on a trade-off chart) needs its decimals.
+                format!("{v:.3}")
             } else {
                 format!("{v:.0}")
             }
