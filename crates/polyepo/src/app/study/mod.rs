@@ -28,6 +28,8 @@ pub fn run_and_report(
     stop: Arc<AtomicBool>,
     on_event: &mut dyn FnMut(StudyEvent<'_>),
 ) -> TrainResult<Option<(StudySummary, Vec<PathBuf>)>> {
+    // Plans built in code (not loaded from a file) get the same checks.
+    plan.check(&format!("study `{}`", plan.name))?;
     let Some(runs) = run::run_study(plan, runs_root, stop, on_event)? else {
         return Ok(None);
     };
