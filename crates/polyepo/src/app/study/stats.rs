@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::rl::train::metrics::null_as_nan;
+
 /// A point estimate with a 95% percentile-bootstrap interval. An estimate over an empty
 /// subset is NaN, written `null` in JSON and read back as NaN.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -25,10 +27,6 @@ pub struct Interval {
     /// 97.5th percentile.
     #[serde(deserialize_with = "null_as_nan")]
     pub hi: f64,
-}
-
-fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Interval {

@@ -11,7 +11,7 @@ use super::rollout::{Sample, StageSeconds};
 /// JSON has no NaN or infinity: serde_json writes a non-finite value as `null`. Reading
 /// `null` back as NaN keeps every metrics line readable, so a run that went non-finite can
 /// still be resumed from an earlier checkpoint and reported.
-fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
