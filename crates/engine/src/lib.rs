@@ -7,4 +7,5 @@
 pub mod atomic;
 pub mod model;
 pub mod optim;
+pub mod parity;
 pub mod sample;

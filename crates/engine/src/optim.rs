@@ -2,7 +2,7 @@
 //! schedules.
 //!
 //! candle's own AdamW allocates several full-size tensors per parameter per step (seconds
-//! per step at 135M parameters on CPU, docs/design.md §3). Here the moments live in plain `Vec<f32>`
+//! per step at 135M parameters on CPU, docs/design.md §3). Here the moments of f32 CPU parameters live in plain `Vec<f32>`
 //! and the update runs in one fused pass over (param, grad, m, v), in place on the parameter's
 //! storage through candle's `InplaceOp2`, split across cores with rayon.
 
@@ -126,11 +126,54 @@ pub fn grad_norm(params: &[NamedVar], grads: &GradStore) -> Result<f64> {
     Ok(total.sqrt())
 }
 
-/// One parameter's first and second moments.
+/// One parameter's first and second moments, in host memory.
 #[derive(Debug, Clone)]
 struct Moments {
     m: Vec<f32>,
     v: Vec<f32>,
+}
+
+/// One parameter's optimizer state. A contiguous f32 parameter on the CPU is updated in
+/// place by the fused kernel with its moments in host memory. Any other parameter (on a GPU,
+/// or in bf16/f16) keeps f32 moments on its own device and is updated with tensor ops there,
+/// so a step never copies parameters to the host; a bf16/f16 parameter also keeps an f32
+/// master copy and becomes the master rounded to its dtype after each step. Without the
+/// master, an update smaller than half a bf16 step (2⁻⁹·|p|) would be rounded away every
+/// step and the parameter would never move.
+#[derive(Debug)]
+enum State {
+    Host(Moments),
+    Device {
+        m: Tensor,
+        v: Tensor,
+        /// f32 copy of a bf16/f16 parameter; `None` for f32 and f64 parameters.
+        master: Option<Tensor>,
+    },
+}
+
+impl State {
+    fn new(var: &Var) -> Result<Self> {
+        if var.dtype() == DType::F32 && var.device().is_cpu() && var.as_tensor().is_contiguous() {
+            return Ok(State::Host(Moments {
+                m: vec![0.0; var.elem_count()],
+                v: vec![0.0; var.elem_count()],
+            }));
+        }
+        let zeros = || Tensor::zeros(var.shape(), DType::F32, var.device());
+        Ok(State::Device {
+            m: zeros()?,
+            v: zeros()?,
+            master: master_of(var)?,
+        })
+    }
+}
+
+/// A fresh f32 copy of a bf16/f16 parameter (none for f32 or f64 ones).
+fn master_of(var: &Var) -> Result<Option<Tensor>> {
+    if !matches!(var.dtype(), DType::BF16 | DType::F16) {
+        return Ok(None);
+    }
+    Ok(Some(var.as_tensor().detach().to_dtype(DType::F32)?))
 }
 
 /// The optimizer: parameters, their moments and the step count.
@@ -139,7 +182,7 @@ pub struct AdamW {
     /// Hyperparameters.
     pub config: AdamWConfig,
     params: Vec<NamedVar>,
-    moments: Vec<Moments>,
+    states: Vec<State>,
     step: u64,
 }
 
@@ -214,20 +257,17 @@ impl candle_core::InplaceOp2 for AdamWUpdate<'_> {
 
 impl AdamW {
     /// An optimizer over `params` with zeroed moments.
-    pub fn new(params: Vec<NamedVar>, config: AdamWConfig) -> Self {
-        let moments = params
+    pub fn new(params: Vec<NamedVar>, config: AdamWConfig) -> Result<Self> {
+        let states = params
             .iter()
-            .map(|(_, v)| Moments {
-                m: vec![0.0; v.elem_count()],
-                v: vec![0.0; v.elem_count()],
-            })
-            .collect();
-        Self {
+            .map(|(_, v)| State::new(v))
+            .collect::<Result<_>>()?;
+        Ok(Self {
             config,
             params,
-            moments,
+            states,
             step: 0,
-        }
+        })
     }
 
     /// The parameters, with their names.
@@ -247,27 +287,29 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let c = &self.config;
-        for ((_, var), moments) in self.params.iter().zip(self.moments.iter_mut()) {
+        for ((_, var), state) in self.params.iter().zip(self.states.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
             let grad = grad.contiguous()?;
-            if var.dtype() == DType::F32 && var.device().is_cpu() && var.as_tensor().is_contiguous()
-            {
-                let op = AdamWUpdate {
-                    moments: Mutex::new(moments),
-                    lr: lr as f32,
-                    beta1: c.beta1 as f32,
-                    beta2: c.beta2 as f32,
-                    eps: c.eps as f32,
-                    decay: c.weight_decay as f32,
-                    grad_scale: grad_scale as f32,
-                    bias1: 1.0 - (c.beta1 as f32).powi(t),
-                    bias2: 1.0 - (c.beta2 as f32).powi(t),
-                };
-                var.as_tensor().inplace_op2(&grad, &op)?;
-            } else {
-                tensor_step(var, &grad, moments, c, lr, grad_scale, t)?;
+            match state {
+                State::Host(moments) => {
+                    let op = AdamWUpdate {
+                        moments: Mutex::new(moments),
+                        lr: lr as f32,
+                        beta1: c.beta1 as f32,
+                        beta2: c.beta2 as f32,
+                        eps: c.eps as f32,
+                        decay: c.weight_decay as f32,
+                        grad_scale: grad_scale as f32,
+                        bias1: 1.0 - (c.beta1 as f32).powi(t),
+                        bias2: 1.0 - (c.beta2 as f32).powi(t),
+                    };
+                    var.as_tensor().inplace_op2(&grad, &op)?;
+                }
+                State::Device { m, v, master } => {
+                    device_step(var, &grad, m, v, master, c, lr, grad_scale, t)?;
+                }
             }
         }
         Ok(())
@@ -276,15 +318,17 @@ impl AdamW {
     /// The moments as named tensors (`<param>.m`, `<param>.v`) for checkpoints.
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(2 * self.params.len());
-        for ((name, var), mo) in self.params.iter().zip(&self.moments) {
-            out.push((
-                format!("{name}.m"),
-                Tensor::from_slice(&mo.m, var.shape(), &candle_core::Device::Cpu)?,
-            ));
-            out.push((
-                format!("{name}.v"),
-                Tensor::from_slice(&mo.v, var.shape(), &candle_core::Device::Cpu)?,
-            ));
+        for ((name, var), state) in self.params.iter().zip(&self.states) {
+            let cpu = &candle_core::Device::Cpu;
+            let (m, v) = match state {
+                State::Host(mo) => (
+                    Tensor::from_slice(&mo.m, var.shape(), cpu)?,
+                    Tensor::from_slice(&mo.v, var.shape(), cpu)?,
+                ),
+                State::Device { m, v, .. } => (m.to_device(cpu)?, v.to_device(cpu)?),
+            };
+            out.push((format!("{name}.m"), m));
+            out.push((format!("{name}.v"), v));
         }
         Ok(out)
     }
@@ -295,8 +339,8 @@ impl AdamW {
         tensors: &std::collections::HashMap<String, Tensor>,
         step: u64,
     ) -> Result<()> {
-        for ((name, var), mo) in self.params.iter().zip(self.moments.iter_mut()) {
-            for (suffix, slot) in [("m", &mut mo.m), ("v", &mut mo.v)] {
+        for ((name, var), state) in self.params.iter().zip(self.states.iter_mut()) {
+            let read = |suffix: &str| -> Result<Tensor> {
                 let key = format!("{name}.{suffix}");
                 let t = tensors.get(&key).ok_or_else(|| {
                     candle_core::Error::Msg(format!("optimizer state lacks `{key}`"))
@@ -308,7 +352,20 @@ impl AdamW {
                         var.dims()
                     );
                 }
-                *slot = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                t.to_dtype(DType::F32)
+            };
+            match state {
+                State::Host(mo) => {
+                    mo.m = read("m")?.flatten_all()?.to_vec1()?;
+                    mo.v = read("v")?.flatten_all()?.to_vec1()?;
+                }
+                State::Device { m, v, master } => {
+                    *m = read("m")?.to_device(var.device())?;
+                    *v = read("v")?.to_device(var.device())?;
+                    // The master restarts from the restored (rounded) parameter: checkpoints
+                    // hold the model in its own dtype, not the f32 master.
+                    *master = master_of(var)?;
+                }
             }
         }
         self.step = step;
@@ -316,35 +373,38 @@ impl AdamW {
     }
 }
 
-/// The same update with tensor ops, for non-f32 or non-CPU parameters.
-fn tensor_step(
+/// The update with tensor ops on the parameter's own device, in f32: moments and (for a
+/// bf16/f16 parameter) the master copy stay there.
+#[allow(clippy::too_many_arguments)]
+fn device_step(
     var: &Var,
     grad: &Tensor,
-    mo: &mut Moments,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    master: &mut Option<Tensor>,
     c: &AdamWConfig,
     lr: f64,
     scale: f64,
     t: i32,
 ) -> Result<()> {
-    let device = var.device();
-    let g = (grad
-        .to_dtype(DType::F32)?
-        .to_device(&candle_core::Device::Cpu)?
-        * scale)?;
-    let m = ((Tensor::from_slice(&mo.m, var.shape(), &candle_core::Device::Cpu)? * c.beta1)?
-        + (&g * (1.0 - c.beta1))?)?;
-    let v = ((Tensor::from_slice(&mo.v, var.shape(), &candle_core::Device::Cpu)? * c.beta2)?
-        + (g.sqr()? * (1.0 - c.beta2))?)?;
-    let m_hat = (&m / (1.0 - c.beta1.powi(t)))?;
-    let v_hat = (&v / (1.0 - c.beta2.powi(t)))?;
+    let g = (grad.detach().to_dtype(DType::F32)? * scale)?;
+    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+    let m_hat = (&*m / (1.0 - c.beta1.powi(t)))?;
+    let v_hat = (&*v / (1.0 - c.beta2.powi(t)))?;
     let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
-    let p = var
-        .as_tensor()
-        .to_dtype(DType::F32)?
-        .to_device(&candle_core::Device::Cpu)?;
+    let p = match master {
+        Some(p) => p.clone(),
+        None => var.as_tensor().detach(),
+    };
+    let update = update.to_dtype(p.dtype())?;
     let p = ((p * (1.0 - lr * c.weight_decay))? - (update * lr)?)?;
-    var.set(&p.to_dtype(var.dtype())?.to_device(device)?)?;
-    mo.m = m.flatten_all()?.to_vec1()?;
-    mo.v = v.flatten_all()?.to_vec1()?;
+    match master {
+        Some(slot) => {
+            var.set(&p.to_dtype(var.dtype())?)?;
+            *slot = p;
+        }
+        None => var.set(&p)?,
+    }
     Ok(())
 }

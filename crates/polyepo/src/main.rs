@@ -45,6 +45,8 @@ enum Command {
     Logprobs(cli::logprobs::LogprobsArgs),
     /// Measure sampling, training and optimizer speed and memory on a real model.
     Bench(cli::bench::BenchArgs),
+    /// Check a device (a GPU) against the CPU on tiny models: logits, gradients, KV cache.
+    DeviceCheck(cli::device_check::DeviceCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Advantages(args) => cli::advantages::run(args),
         Command::Sample(args) => cli::sample::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::DeviceCheck(args) => cli::device_check::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Config => cli::train::print_config(),
         Command::Eval(args) => cli::eval::run(args),

@@ -397,3 +397,19 @@ fn sigterm_saves_a_checkpoint_like_ctrl_c() {
     assert!(err.contains("stopped after step"), "{err}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn device_check_runs_on_the_cpu_and_a_missing_cuda_build_is_named() {
+    let out = polyepo(&["device-check", "--device", "cpu"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("kv-cache decode vs full recompute") && text.contains("all 20 checks passed"),
+        "{text}"
+    );
+    if cfg!(not(feature = "cuda")) {
+        let out = polyepo(&["device-check", "--device", "cuda"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("--features cuda"), "{}", stderr(&out));
+    }
+}

@@ -154,7 +154,7 @@ fn one_polyepo_step_raises_the_best_generation() {
             .unwrap()
     };
     let before = seq_log_prob(&policy);
-    let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+    let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone()).unwrap();
     update::ppo_update(
         &policy,
         &mut opt,
@@ -185,7 +185,7 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
             let samples = first_step_samples(&policy, task.as_ref(), &cfg);
             let mut settings_cfg = cfg.clone();
             settings_cfg.optim.micro_batch = micro_batch;
-            let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+            let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone()).unwrap();
             let stats = update::ppo_update(
                 &policy,
                 &mut opt,

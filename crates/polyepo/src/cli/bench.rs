@@ -175,7 +175,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     loss.backward()?
                 }
             };
-            let mut opt = AdamW::new(vars.clone(), AdamWConfig::default());
+            let mut opt = AdamW::new(vars.clone(), AdamWConfig::default())?;
             for round in 0..3 {
                 let start = Instant::now();
                 let norm = grad_norm(opt.params(), &grads)?;

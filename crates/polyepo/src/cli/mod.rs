@@ -4,6 +4,7 @@ pub mod advantages;
 pub mod bench;
 pub mod compare;
 pub mod device;
+pub mod device_check;
 pub mod eval;
 pub mod experiment;
 pub mod judge;

@@ -374,6 +374,14 @@ impl TrainConfig {
                     "task.countdown.max_number",
                     format!("is {}; use 1..=10000", c.max_number),
                 )?;
+                if let Some(m) = c.eval_max_number {
+                    require(
+                        (1..=40_000).contains(&m),
+                        origin,
+                        "task.countdown.eval_max_number",
+                        format!("is {m}; use 1..=40000, or leave it out for 4 × max_number"),
+                    )?;
+                }
                 require(
                     (1..=32).contains(&c.demos),
                     origin,

@@ -26,8 +26,14 @@ pub struct CountdownConfig {
     pub eval_prompts: usize,
     /// Numbers per prompt.
     pub numbers: usize,
-    /// Largest training number (held-out prompts also use up to 4× this).
+    /// Largest training number.
     pub max_number: i64,
+    /// Largest held-out number. Unset: 4 × `max_number`, so the held-out prompts ask for
+    /// larger numbers than training saw. Set to `max_number` for an in-range split: fresh
+    /// prompts from the training distribution (a held-out prompt never repeats a training
+    /// one either way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_max_number: Option<i64>,
     /// `compact` (`N=3,7,25 T=46>`, tiny model) or `instruct` (chat models).
     pub style: PromptStyle,
     /// Seed of the prompt generator.
@@ -53,6 +59,7 @@ impl Default for CountdownConfig {
             eval_prompts: 64,
             numbers: 4,
             max_number: 12,
+            eval_max_number: None,
             style: PromptStyle::Compact,
             seed: 77,
             demos: 1,
@@ -320,8 +327,13 @@ impl Countdown {
             Some(Prompt { text, reference })
         };
         let train = draw_prompts(cfg.train_prompts, "task.countdown", || draw(cfg.max_number))?;
+        let seen: std::collections::HashSet<String> =
+            train.iter().map(|p| p.text.clone()).collect();
+        let eval_max = cfg
+            .eval_max_number
+            .unwrap_or(cfg.max_number.saturating_mul(4));
         let eval = draw_prompts(cfg.eval_prompts, "task.countdown", || {
-            draw(cfg.max_number.saturating_mul(4))
+            draw(eval_max).filter(|p| !seen.contains(&p.text))
         })?;
         Ok(Self {
             train,
@@ -509,5 +521,36 @@ mod tests {
                 .iter()
                 .any(|p| spec(p).1.iter().any(|&n| n > cfg.max_number))
         );
+    }
+
+    #[test]
+    fn an_in_range_split_draws_fresh_prompts_from_the_training_range() {
+        let cfg = CountdownConfig {
+            max_number: 4,
+            eval_max_number: Some(4),
+            eval_prompts: 128,
+            ..CountdownConfig::default()
+        };
+        let task = Countdown::new(&cfg).unwrap();
+        let train: std::collections::HashSet<&str> = task
+            .train_prompts()
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect();
+        for p in task.eval_prompts() {
+            assert!(
+                spec(p).1.iter().all(|&n| (1..=4).contains(&n)),
+                "{}",
+                p.text
+            );
+            assert!(
+                !train.contains(p.text.as_str()),
+                "{} repeats a training prompt",
+                p.text
+            );
+        }
+        // The default config keeps its serialised form (warm-up caches are keyed by it).
+        let text = toml::to_string(&CountdownConfig::default()).unwrap();
+        assert!(!text.contains("eval_max_number"), "{text}");
     }
 }

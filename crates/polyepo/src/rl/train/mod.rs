@@ -181,7 +181,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     )?;
     let judge = build_judge(cfg, task.as_ref())?;
     let judge = judge.as_deref();
-    let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone());
+    let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone())?;
     let update_settings = update::UpdateSettings::of(cfg);
     let mut step = if opts.resume {
         run.restore(&policy, &mut opt, &mut |m| on_event(Event::Log(m)))?

@@ -93,7 +93,7 @@ fn train_base(
             weight_decay: 0.0,
             ..AdamWConfig::default()
         },
-    );
+    )?;
     let schedule = LrSchedule::WarmupCosine {
         warmup_steps: cfg.warmup.steps / 10,
         total_steps: cfg.warmup.steps,
