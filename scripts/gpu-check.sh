@@ -2,11 +2,11 @@
 # The GPU check: proves a CUDA build of polyepo on a real card, in one call, with no Rust
 # toolchain and no network on the GPU machine. Build the binary here first:
 #
-#   scripts/cuda-build.sh && strip -o target/gpu-check/polyepo target/cuda/release/polyepo
-#   scripts/gpu-check.sh target/gpu-check/polyepo        # on the GPU machine
+#   scripts/cuda-build.sh                                # writes target/gpu-check/polyepo.gz
+#   scripts/gpu-check.sh target/gpu-check/polyepo.gz     # on the GPU machine
 #
 # (The `device` tool carries target/gpu-check, an ignored path; the whole carry must stay
-# under 64 MiB.) Results go to $OUT (default gpu-check-out/): one log per step and
+# under 64 MiB, hence the gzipped binary. A plain binary is taken as well.) Results go to $OUT (default gpu-check-out/): one log per step and
 # summary.txt. Steps, each timed, each allowed to fail without stopping the rest:
 #   1. nvidia-smi, and the CUDA libraries the binary needs (found on the machine).
 #   2. `polyepo device-check --device cuda`: logits, token log-probs and the gradients of a
@@ -19,11 +19,15 @@
 # SmolLM2's GGUF (about 94 MB) is over the carry limit, so the real-model rows wait for a
 # machine that has it.
 set -uo pipefail
-bin=$(realpath "${1:-target/cuda/release/polyepo}")
+bin=$(realpath "${1:-target/gpu-check/polyepo.gz}")
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
 out=$(realpath "$out")
 work=$(mktemp -d)
+if [[ $bin == *.gz ]]; then
+  gunzip -c "$bin" > "$work/polyepo" && chmod +x "$work/polyepo"
+  bin=$work/polyepo
+fi
 summary=$out/summary.txt
 : > "$summary"
 
@@ -34,11 +38,11 @@ step() {
   local name=$1
   shift
   local start end rc
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   "$@" > "$out/$name.log" 2>&1
   rc=$?
-  end=$(date +%s.%N)
-  note "$(printf '%-28s rc=%-3s %8.1f s' "$name" "$rc" "$(echo "$end - $start" | bc)")"
+  end=$(date +%s%N)
+  note "$(printf '%-28s rc=%-3s %6d ms' "$name" "$rc" $(((end - start) / 1000000)))"
   tail -n 25 "$out/$name.log"
   return $rc
 }
@@ -77,7 +81,7 @@ done
 model=$work/gpu/final
 [ -d "$model" ] || model=$work/cpu/final
 if [ -d "$model" ]; then
-  common=(bench --model "$model" --only sample,train,adamw --batches 1,8,32 --new-tokens 64 --train-len 64)
+  common=(bench --model "$model" --only sample,train,adamw --batches 1,8,32 --new-tokens 32 --train-len 64)
   step bench-cuda-f32 "$bin" "${common[@]}" --device cuda --dtype f32
   step bench-cuda-bf16 "$bin" "${common[@]}" --device cuda --dtype bf16
   step bench-cpu-f32 "$bin" "${common[@]}" --device cpu --dtype f32

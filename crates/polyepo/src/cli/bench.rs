@@ -125,10 +125,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if wants(BenchPart::Train) || wants(BenchPart::Adamw) {
         let vars = loaded.model.train_all()?;
+        // Spread-out token ids inside the vocabulary (the tiny models have a few dozen).
+        let vocab = loaded.model.cfg.vocab_size;
         let rows: Vec<Vec<u32>> = (0..args.train_batch)
             .map(|r| {
                 (0..args.train_len)
-                    .map(|i| ((r * 7919 + i * 104_729) % 49_000) as u32 + 100)
+                    .map(|i| ((r * 7919 + i * 104_729 + 100) % vocab) as u32)
                     .collect()
             })
             .collect();

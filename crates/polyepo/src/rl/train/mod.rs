@@ -162,6 +162,8 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let on_event = opts.on_event;
     let run = RunDir::open(run_dir, cfg, opts.resume)?;
     let task = build_task(cfg)?;
+    // A device that cannot open should fail now, not after minutes of warm-up.
+    policy::open_device(cfg.model.device)?;
 
     // Warm-up: the tiny model has no pretraining, so a supervised phase on the task's
     // demonstrations makes its base policy (cached, shared by every run with the same
