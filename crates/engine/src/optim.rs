@@ -2,9 +2,11 @@
 //! schedules.
 //!
 //! candle's own AdamW allocates several full-size tensors per parameter per step (seconds
-//! per step at 135M parameters on CPU, docs/design.md §3). Here the moments of f32 CPU parameters live in plain `Vec<f32>`
-//! and the update runs in one fused pass over (param, grad, m, v), in place on the parameter's
-//! storage through candle's `InplaceOp2`, split across cores with rayon.
+//! per step at 135M parameters on CPU, docs/design.md §3). Here the moments of f32 CPU
+//! parameters live in plain `Vec<f32>` and the update runs in one fused pass over (param,
+//! grad, m, v), in place on the parameter's storage through candle's `InplaceOp2`, split
+//! across cores with rayon. Other parameters (GPU, bf16/f16) are updated on their own device
+//! with tensor ops, bf16/f16 ones through an f32 master copy.
 
 use std::sync::Mutex;
 
