@@ -32,7 +32,7 @@ wheels=(
 )
 stamp=$sdk/.installed
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${wheels[*]}" ]; then
-  echo "cuda-build: installing the CUDA 13.0 wheels into .cuda/ (about 700 MB)"
+  echo "cuda-build: installing the CUDA 13.0 wheels into .cuda/ (about 700 MB to download, 1.2 GB installed)"
   rm -rf "$sdk"
   PIP_NO_CACHE_DIR=1 python3 -m pip install --quiet --no-deps --target "$sdk" "${wheels[@]}"
   echo "${wheels[*]}" > "$stamp"
