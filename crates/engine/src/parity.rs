@@ -158,7 +158,9 @@ fn check_variant(name: &str, cfg: &LlamaConfig, device: &Device) -> ModelResult<
             continue;
         };
         let scale = max_abs(gc)?;
-        if !(scale > 0.0) || !(max_abs(gd)? > 0.0) {
+        // NaN or zero: no usable gradient either way.
+        let usable = |x: f32| x.is_finite() && x > 0.0;
+        if !usable(scale) || !usable(max_abs(gd)?) {
             missing.push(var_name.clone());
             continue;
         }
