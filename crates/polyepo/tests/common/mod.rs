@@ -7,7 +7,7 @@ use std::path::Path;
 
 use polyepo::rl::config::TrainConfig;
 use polyepo::rl::tasks::Task;
-use polyepo::rl::train::policy::Policy;
+use polyepo::rl::train::policy::{self, Policy};
 use polyepo::rl::train::warmup;
 
 /// A run small enough for a test: tiny warm-up, 4 prompts × 4 samples per step.
@@ -43,6 +43,7 @@ pub fn warmed_up_policy(cfg: &TrainConfig, task: &dyn Task, cache: &Path) -> Pol
     Policy::build(
         &base,
         &cfg.model,
+        &policy::open_device(cfg.model.device).unwrap(),
         cfg.loss.kl_coef > 0.0,
         cfg.run.seed,
         task.wants_chat_template(),

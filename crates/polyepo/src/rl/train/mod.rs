@@ -162,8 +162,8 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let on_event = opts.on_event;
     let run = RunDir::open(run_dir, cfg, opts.resume)?;
     let task = build_task(cfg)?;
-    // A device that cannot open should fail now, not after minutes of warm-up.
-    policy::open_device(cfg.model.device)?;
+    // Opened before the warm-up, so a device that cannot open fails now, not minutes later.
+    let device = policy::open_device(cfg.model.device)?;
 
     // Warm-up: the tiny model has no pretraining, so a supervised phase on the task's
     // demonstrations makes its base policy (cached, shared by every run with the same
@@ -177,6 +177,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     let policy = Policy::build(
         &base,
         &cfg.model,
+        &device,
         cfg.loss.kl_coef > 0.0,
         cfg.run.seed,
         task.wants_chat_template(),

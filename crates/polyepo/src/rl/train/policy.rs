@@ -36,17 +36,18 @@ pub fn open_device(device: DeviceSpec) -> TrainResult<candle_core::Device> {
 
 impl Policy {
     /// The starting policy: the model at `base` (the warmed-up tiny model or the configured
-    /// model), made trainable (all weights, or LoRA adapters when configured), with a frozen
-    /// reference copy when the loss has a KL term. `seed` initialises LoRA adapters.
+    /// model) on `device` (from [`open_device`]), made trainable (all weights, or LoRA
+    /// adapters when configured), with a frozen reference copy when the loss has a KL term.
+    /// `seed` initialises LoRA adapters.
     pub fn build(
         base: &Path,
         model_cfg: &ModelSection,
+        device: &candle_core::Device,
         with_reference: bool,
         seed: u64,
         wants_chat: bool,
     ) -> TrainResult<Self> {
-        let device = open_device(model_cfg.device)?;
-        let loaded = load_model(base, model_cfg.dtype.into(), &device)?;
+        let loaded = load_model(base, model_cfg.dtype.into(), device)?;
         let mut model = loaded.model;
         let reference = with_reference.then(|| model.detached());
         let vars = match &model_cfg.lora {
