@@ -70,48 +70,35 @@ fn rows() -> Vec<Vec<u32>> {
     ]
 }
 
-/// Logits and token log-probs of `rows`, and a loss that touches every real position
+/// Logits and token log-probs of `rows` (zero at padded positions, whose values nothing
+/// uses and which may differ freely), and a loss that touches every real position
 /// (weighted log-probs plus a small entropy term, zero weight on padding).
 fn forward(model: &Llama, rows: &[Vec<u32>]) -> ModelResult<(Tensor, Tensor, Tensor)> {
     let device = model.device();
     let batch = Batch::left_padded(rows, 0, device)?;
     let logits = model.forward(&batch.tokens, &batch.positions, &batch.mask)?;
     let (b, t) = batch.dims()?;
-    let head = logits.narrow(1, 0, t - 1)?;
-    let lp = token_log_probs(&head, &batch.tokens.narrow(1, 1, t - 1)?)?;
-    let weights: Vec<f32> = (0..b * (t - 1))
-        .map(|i| {
-            let (row, pos) = (i / (t - 1), i % (t - 1));
-            if pos < batch.pads[row] {
-                0.0
-            } else {
-                0.5 + (i % 7) as f32 / 7.0
-            }
-        })
-        .collect();
-    let weights = Tensor::from_vec(weights, (b, t - 1), device)?.to_dtype(lp.dtype())?;
-    let mask = weights.ne(0.0)?.to_dtype(lp.dtype())?;
-    let loss = ((&lp + (token_entropy(&head)? * 0.1)?)? * &weights)?.sum_all()?;
-    Ok((
-        logits.broadcast_mul(&mask_logits(&batch, t)?)?,
-        (lp * mask)?,
-        loss,
-    ))
-}
-
-/// A (B, T, 1) mask of real positions, so padded positions (whose logits nothing uses and
-/// which may differ freely) are left out of the comparison.
-fn mask_logits(batch: &Batch, t: usize) -> ModelResult<Tensor> {
-    let values: Vec<f32> = batch
+    // 1 at real positions, 0 at padding: (B, T).
+    let real: Vec<f32> = batch
         .pads
         .iter()
         .flat_map(|&pad| (0..t).map(move |p| f32::from(u8::from(p >= pad))))
         .collect();
-    Ok(Tensor::from_vec(
-        values,
-        (batch.pads.len(), t, 1),
-        batch.tokens.device(),
-    )?)
+    let real = Tensor::from_vec(real, (b, t), device)?.to_dtype(logits.dtype())?;
+    let real_head = real.narrow(1, 0, t - 1)?;
+    let head = logits.narrow(1, 0, t - 1)?;
+    let lp = token_log_probs(&head, &batch.tokens.narrow(1, 1, t - 1)?)?;
+    let pattern: Vec<f32> = (0..b * (t - 1))
+        .map(|i| 0.5 + (i % 7) as f32 / 7.0)
+        .collect();
+    let weights =
+        (Tensor::from_vec(pattern, (b, t - 1), device)?.to_dtype(lp.dtype())? * &real_head)?;
+    let loss = ((&lp + (token_entropy(&head)? * 0.1)?)? * weights)?.sum_all()?;
+    Ok((
+        logits.broadcast_mul(&real.unsqueeze(2)?)?,
+        (lp * real_head)?,
+        loss,
+    ))
 }
 
 fn max_abs(t: &Tensor) -> ModelResult<f32> {
@@ -188,22 +175,23 @@ fn check_variant(name: &str, cfg: &LlamaConfig, device: &Device) -> ModelResult<
     });
     checks.push(ParityCheck {
         name: format!("{name}: kv-cache decode vs full recompute"),
-        difference: cache_difference(&dev, &rows)?,
+        difference: cache_difference(&dev, &rows, 4)?,
         tolerance: CACHE_TOLERANCE,
     });
     Ok(checks)
 }
 
-/// Largest logit difference between prefill + one-token decoding through the KV cache
-/// (with the fused inference kernels) and one full forward pass, on the model's device.
-fn cache_difference(model: &Llama, rows: &[Vec<u32>]) -> ModelResult<f32> {
+/// Largest logit difference, over real (non-pad) positions, between decoding `rows` through
+/// the KV cache (a prefill of `prefill` slots, then one slot at a time, with the fused
+/// inference kernels) and one full forward pass, on the model's device.
+pub fn cache_difference(model: &Llama, rows: &[Vec<u32>], prefill: usize) -> ModelResult<f32> {
     let device = model.device().clone();
     let full = Batch::left_padded(rows, 0, &device)?;
     let (b, t) = full.dims()?;
     let reference = model.forward(&full.tokens, &full.positions, &full.mask)?;
     let fast = model.detached();
     let mut cache = KvCache::new(&model.cfg, b, t, model.dtype(), &device)?;
-    let prefill = 4.min(t);
+    let prefill = prefill.clamp(1, t);
     let mut worst = 0f32;
     let mut start = 0;
     while start < t {

@@ -3,9 +3,9 @@
 
 mod common;
 use candle_core::{DType, Device, Tensor};
-use polyepo_engine::model::batch::attention_mask;
 use polyepo_engine::model::logprobs::{token_entropy, token_log_probs};
-use polyepo_engine::model::{Batch, KvCache, Llama, LlamaConfig, LoraConfig};
+use polyepo_engine::model::{Batch, Llama, LlamaConfig, LoraConfig};
+use polyepo_engine::parity::cache_difference;
 
 fn tiny(variant: &str) -> LlamaConfig {
     let mut cfg = LlamaConfig::tiny(50);
@@ -213,50 +213,12 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn kv_cache_decoding_equals_full_recompute() {
+    // Prefill the first 4 slots, then decode one slot at a time with the fused kernels, and
+    // compare every real position with one full forward pass (the check `device-check` runs).
     for variant in ["llama", "qwen3"] {
         let model = Llama::random(tiny(variant), 7, &Device::Cpu).unwrap();
-        let rows = rows();
-        let full = Batch::left_padded(&rows, 0, &Device::Cpu).unwrap();
-        let (b, t) = full.dims().unwrap();
-        let reference = model
-            .forward(&full.tokens, &full.positions, &full.mask)
-            .unwrap(); // (B, T, V)
-        // Prefill the first 4 slots, then decode one slot at a time, with fused kernels.
-        let fast = model.detached();
-        let mut cache = KvCache::new(&model.cfg, b, t, DType::F32, &Device::Cpu).unwrap();
-        let prefill = 4;
-        let mut step = |start: usize, len: usize| {
-            let tokens = full.tokens.narrow(1, start, len).unwrap();
-            let positions = full.positions.narrow(1, start, len).unwrap();
-            let mask = attention_mask(&full.pads, start, len, &Device::Cpu).unwrap();
-            let hidden = fast
-                .forward_hidden(&tokens, &positions, &mask, Some(&mut cache))
-                .unwrap();
-            fast.logits(&hidden).unwrap()
-        };
-        let got = step(0, prefill);
-        for row in 0..b {
-            // Compare only real (non-pad) query positions.
-            for pos in full.pads[row].max(0)..prefill {
-                if pos >= full.pads[row] {
-                    let d = max_diff(
-                        &got.get(row).unwrap().get(pos).unwrap(),
-                        &reference.get(row).unwrap().get(pos).unwrap(),
-                    );
-                    assert!(d < 1e-4, "{variant}: prefill row {row} pos {pos}: {d}");
-                }
-            }
-        }
-        for pos in prefill..t {
-            let got = step(pos, 1);
-            for row in 0..b {
-                let d = max_diff(
-                    &got.get(row).unwrap().get(0).unwrap(),
-                    &reference.get(row).unwrap().get(pos).unwrap(),
-                );
-                assert!(d < 1e-4, "{variant}: decode row {row} pos {pos}: {d}");
-            }
-        }
+        let d = cache_difference(&model, &rows(), 4).unwrap();
+        assert!(d < 1e-4, "{variant}: {d}");
     }
 }
 
