@@ -165,7 +165,6 @@ impl<'a> BatchSampler<'a> {
         let device = model.device().clone();
         let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
         let b = prompts.len();
-        let mut cache = KvCache::new(&model.cfg, b, capacity, model.dtype(), &device)?;
         let rngs = (0..b)
             .map(|i| {
                 ChaCha8Rng::seed_from_u64(
@@ -181,14 +180,29 @@ impl<'a> BatchSampler<'a> {
                 finish: FinishReason::Length,
             })
             .collect();
-        // Prefill: the whole prompt batch; logits only at the last slot.
-        let hidden = model.forward_hidden(
-            &batch.tokens,
-            &batch.positions,
-            &batch.mask,
-            Some(&mut cache),
+        // Prefill each distinct prompt once (an RL step samples every prompt N times), then
+        // copy its keys and values to the rows that continue it; logits only at the last slot.
+        let (distinct, owners) = crate::model::shared::distinct_rows(prompts);
+        let prefill = Batch::left_padded(&distinct, tokenizer.pad_id, &device)?;
+        let mut shared = KvCache::new(
+            &model.cfg,
+            distinct.len(),
+            prompt_len,
+            model.dtype(),
+            &device,
         )?;
-        let logits = model.logits(&hidden.narrow(1, prompt_len - 1, 1)?)?;
+        let hidden = model.forward_hidden(
+            &prefill.tokens,
+            &prefill.positions,
+            &prefill.mask,
+            Some(&mut shared),
+        )?;
+        let owners = Tensor::from_vec(owners, b, &device)?;
+        let cache = shared.gather(&owners, capacity)?;
+        drop(shared);
+        let logits = model
+            .logits(&hidden.narrow(1, prompt_len - 1, 1)?)?
+            .index_select(&owners, 0)?;
         Ok(Self {
             model,
             tokenizer,

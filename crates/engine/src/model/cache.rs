@@ -75,6 +75,40 @@ impl KvCache {
         ))
     }
 
+    /// A cache of `rows.len()` rows with room for `capacity` positions, row i holding a copy
+    /// of this cache's row `rows[i]`: a prompt sampled N times is prefilled once.
+    ///
+    /// # Shapes
+    /// rows: (B',) u32 → layers (B', KV, capacity, D).
+    pub fn gather(&self, rows: &Tensor, capacity: usize) -> Result<Self> {
+        if capacity < self.len {
+            candle_core::bail!(
+                "KV cache gather: capacity {capacity} is below the {} cached positions",
+                self.len
+            );
+        }
+        let b = rows.dim(0)?;
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| {
+                let grow = |t: &Tensor| -> Result<Tensor> {
+                    let (_, kv, _, d) = t.dims4()?;
+                    let out = Tensor::zeros((b, kv, capacity, d), t.dtype(), t.device())?;
+                    let cached = t.narrow(2, 0, self.len)?.contiguous()?;
+                    out.slice_set(&cached.index_select(rows, 0)?, 2, 0)?;
+                    Ok(out)
+                };
+                Ok((grow(k)?, grow(v)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            len: self.len,
+            capacity,
+        })
+    }
+
     /// Marks `t` more positions as filled, once every layer has appended them.
     pub(crate) fn advance(&mut self, t: usize) {
         self.len += t;

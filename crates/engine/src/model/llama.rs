@@ -52,6 +52,20 @@ pub struct Llama {
     pub(crate) fused: bool,
 }
 
+/// Where attention takes keys and values from besides the new tokens' own.
+pub(crate) enum Keys<'a> {
+    /// Only the new tokens (training and scoring whole rows).
+    Own,
+    /// A decoding cache: the new keys are appended, attention reads every cached position.
+    Cache(&'a mut KvCache),
+    /// Only the new tokens, and each layer's keys and values are kept (in the autograd
+    /// graph) so that continuations can attend to them: see [`super::shared`].
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+    /// Shared prefixes first: layer l's prefix keys and values (U rows), and for each of the
+    /// B batch rows the prefix row it continues.
+    Prefix(&'a [(Tensor, Tensor)], &'a Tensor),
+}
+
 /// Additive attention bias: 0 where a query may attend, a large negative number elsewhere.
 /// Finite (not −∞) so that a padding query with nothing to attend to yields a uniform row,
 /// not NaN; real queries never see it because exp(−1e9) is exactly 0 in f32.
@@ -59,15 +73,15 @@ pub const MASKED: f32 = -1e9;
 
 impl Attention {
     /// # Shapes
-    /// x: (B, T, d); cos/sin: (B, 1, T, D/2); mask: (B, 1, T, S) with S = cached + T.
+    /// x: (B, T, d); cos/sin: (B, 1, T, D/2); mask: (B, 1, T, S) with S = earlier keys + T.
     fn forward(
         &self,
         cfg: &LlamaConfig,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: &Tensor,
-        cache: Option<(&mut KvCache, usize)>,
+        keys: &mut Keys<'_>,
+        layer: usize,
         fused: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -101,9 +115,22 @@ impl Attention {
         };
         let q = super::ops::rope(&q, cos, sin)?;
         let k = super::ops::rope(&k, cos, sin)?;
-        let (k, v) = match cache {
-            Some((cache, layer)) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
-            None => (k, v),
+        let (k, v) = match keys {
+            Keys::Own => (k, v),
+            Keys::Cache(cache) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
+            Keys::Record(kept) => {
+                kept.push((k.contiguous()?, v.contiguous()?));
+                (k, v)
+            }
+            Keys::Prefix(prefix, owners) => {
+                // Each row reads its prefix's keys: index_select's backward adds the rows'
+                // gradients into the one shared prefix.
+                let (pk, pv) = &prefix[layer];
+                (
+                    Tensor::cat(&[&pk.index_select(owners, 0)?, &k], 2)?,
+                    Tensor::cat(&[&pv.index_select(owners, 0)?, &v], 2)?,
+                ) // (B, KV, P + T, D)
+            }
         };
         let s = k.dim(2)?;
         // Grouped-query attention without repeating K/V: the G query heads that share a KV
@@ -144,7 +171,22 @@ impl Llama {
         tokens: &Tensor,
         positions: &Tensor,
         mask: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let mut keys = match cache {
+            Some(cache) => Keys::Cache(cache),
+            None => Keys::Own,
+        };
+        self.forward_with_keys(tokens, positions, mask, &mut keys)
+    }
+
+    /// [`Llama::forward_hidden`] with any source of earlier keys and values.
+    pub(crate) fn forward_with_keys(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        keys: &mut Keys<'_>,
     ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let d = self.cfg.hidden_size;
@@ -156,21 +198,20 @@ impl Llama {
         let mask = mask.to_dtype(x.dtype())?;
         for (index, block) in self.layers.iter().enumerate() {
             let h = block.input_layernorm.forward(&x, self.fused)?;
-            let layer_cache = cache.as_deref_mut().map(|c| (c, index));
             let h = block.self_attn.forward(
                 &self.cfg,
                 &h,
-                &cos,
-                &sin,
+                (&cos, &sin),
                 &mask,
-                layer_cache,
+                keys,
+                index,
                 self.fused,
             )?;
             x = (x + h)?;
             let h = block.post_attention_layernorm.forward(&x, self.fused)?;
             x = (x + block.mlp.forward(&h)?)?;
         }
-        if let Some(cache) = cache {
+        if let Keys::Cache(cache) = keys {
             cache.advance(t);
         }
         self.norm.forward(&x, self.fused)

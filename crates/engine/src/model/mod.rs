@@ -28,3 +28,4 @@ pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
 pub mod ops;
+pub mod shared;

@@ -3,14 +3,15 @@
 
 use candle_core::{Result, Tensor};
 
+use polyepo_engine::model::Llama;
 use polyepo_engine::model::logprobs::token_log_probs;
-use polyepo_engine::model::{Batch, Llama};
+use polyepo_engine::model::shared::continuation_hidden;
 
-/// Per-token log-probabilities of the responses, aligned at the right.
+/// Per-token log-probabilities of the responses, aligned at the left.
 #[derive(Debug)]
 pub struct ResponseLogProbs {
-    /// (B, R): log π(response token), R = longest response; left entries of shorter
-    /// responses are padding.
+    /// (B, R): log π(response token), R = longest response; entries past the end of a
+    /// shorter response are padding.
     pub log_probs: Tensor,
     /// (B, R): 1 on response tokens, 0 on padding.
     pub mask: Tensor,
@@ -18,9 +19,9 @@ pub struct ResponseLogProbs {
     pub logits: Tensor,
 }
 
-/// Scores `responses[i]` after `prompts[i]`. Rows are prompt ++ response, left-padded, so every
-/// response ends at the last slot and the logits are computed only for the last R slots:
-/// the vocabulary projection is the largest tensor of the step.
+/// Scores `responses[i]` after `prompts[i]`. Each distinct prompt is run once and shared by
+/// its responses ([`continuation_hidden`]), and the logits — the vocabulary projection is the
+/// largest tensor of the step — are computed only at the response positions.
 pub fn response_log_probs(
     model: &Llama,
     prompts: &[Vec<u32>],
@@ -28,29 +29,15 @@ pub fn response_log_probs(
     pad_id: u32,
     temperature: f64,
 ) -> Result<ResponseLogProbs> {
-    let rows: Vec<Vec<u32>> = prompts
-        .iter()
-        .zip(responses)
-        .map(|(p, r)| p.iter().chain(r).copied().collect())
-        .collect();
-    let batch = Batch::left_padded(&rows, pad_id, model.device())?;
-    let (b, l) = batch.dims()?;
-    let r = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let hidden = model.forward_hidden(&batch.tokens, &batch.positions, &batch.mask, None)?; // (B, L, d)
-    let mut logits = model.logits(&hidden.narrow(1, l - r - 1, r)?)?; // (B, R, V): predicts slots L−R..L−1
+    let scored = continuation_hidden(model, prompts, responses, pad_id)?;
+    let mut logits = model.logits(&scored.hidden)?; // (B, R, V)
     if temperature != 1.0 {
         logits = (logits / temperature)?;
     }
-    let targets = batch.tokens.narrow(1, l - r, r)?;
-    let log_probs = token_log_probs(&logits, &targets)?;
-    let mask: Vec<f32> = responses
-        .iter()
-        .flat_map(|resp| (0..r).map(move |j| if j >= r - resp.len() { 1.0 } else { 0.0 }))
-        .collect();
-    let mask = Tensor::from_vec(mask, (b, r), model.device())?;
+    let log_probs = token_log_probs(&logits, &scored.targets)?;
     Ok(ResponseLogProbs {
         log_probs,
-        mask,
+        mask: scored.mask,
         logits,
     })
 }
