@@ -327,10 +327,7 @@ fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
         let start = Instant::now();
         let mut buf = [0u8; 256];
         // EOF (or a reset) means the server closed it; a timeout means it did not.
-        match socket.read(&mut buf) {
-            Ok(0) | Err(_) if start.elapsed() < limit => true,
-            _ => false,
-        }
+        matches!(socket.read(&mut buf), Ok(0) | Err(_) if start.elapsed() < limit)
     };
     // An idle connection and one that sends half a request head both hold a slot...
     let idle = std::net::TcpStream::connect(&addr).unwrap();

@@ -140,8 +140,8 @@ fn one_polyepo_step_raises_the_best_generation() {
     let seq_log_prob = |p: &Policy| -> f32 {
         let s = response_log_probs(
             &p.model.frozen(),
-            &[best.prompt_tokens.clone()],
-            &[best.response_tokens.clone()],
+            std::slice::from_ref(&best.prompt_tokens),
+            std::slice::from_ref(&best.response_tokens),
             p.tokenizer.pad_id,
             1.0,
         )

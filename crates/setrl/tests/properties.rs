@@ -174,7 +174,7 @@ fn sampled_accepts_user_closures() {
         r.clone().fold(f64::MIN, f64::max) - r.fold(f64::MAX, f64::min)
     };
     let brute = enumerate(&range, &group, 3, DEFAULT_MAX_SETS).unwrap();
-    let mut mean = vec![0.0; 5];
+    let mut mean = [0.0; 5];
     for seed in 0..400 {
         for (m, a) in mean
             .iter_mut()

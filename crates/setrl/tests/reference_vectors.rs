@@ -31,18 +31,16 @@ fn closed_forms_and_enumeration_reproduce_reference_values() {
         let group = Group::new(rewards, strategies).unwrap();
         let exact = objective.exact(&group, n).unwrap();
         let brute = enumerate(&objective, &group, n, DEFAULT_MAX_SETS).unwrap();
-        for i in 0..expected.len() {
+        for (i, &want) in expected.iter().enumerate() {
             assert!(
-                (exact.advantages[i] - expected[i]).abs() < 1e-9,
-                "case {index} ({objective:?}, n={n}) generation {i}: closed form {} vs reference {}",
+                (exact.advantages[i] - want).abs() < 1e-9,
+                "case {index} ({objective:?}, n={n}) generation {i}: closed form {} vs reference {want}",
                 exact.advantages[i],
-                expected[i]
             );
             assert!(
-                (brute.advantages[i] - expected[i]).abs() < 1e-9,
-                "case {index} generation {i}: enumeration {} vs reference {}",
+                (brute.advantages[i] - want).abs() < 1e-9,
+                "case {index} generation {i}: enumeration {} vs reference {want}",
                 brute.advantages[i],
-                expected[i]
             );
         }
     }

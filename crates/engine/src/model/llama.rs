@@ -61,9 +61,28 @@ pub(crate) enum Keys<'a> {
     /// Only the new tokens, and each layer's keys and values are kept (in the autograd
     /// graph) so that continuations can attend to them: see [`super::shared`].
     Record(&'a mut Vec<(Tensor, Tensor)>),
-    /// Shared prefixes first: layer l's prefix keys and values (U rows), and for each of the
-    /// B batch rows the prefix row it continues.
+    /// Shared prefixes first: every layer's prefix keys and values (U rows each), and for
+    /// each of the B batch rows the prefix row it continues.
     Prefix(&'a [(Tensor, Tensor)], &'a Tensor),
+}
+
+/// [`Keys`] for one layer.
+enum LayerKeys<'a> {
+    Own,
+    Cache(&'a mut KvCache, usize),
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+    Prefix(&'a (Tensor, Tensor), &'a Tensor),
+}
+
+impl Keys<'_> {
+    fn layer(&mut self, layer: usize) -> LayerKeys<'_> {
+        match self {
+            Keys::Own => LayerKeys::Own,
+            Keys::Cache(cache) => LayerKeys::Cache(cache, layer),
+            Keys::Record(kept) => LayerKeys::Record(kept),
+            Keys::Prefix(prefix, owners) => LayerKeys::Prefix(&prefix[layer], owners),
+        }
+    }
 }
 
 /// Additive attention bias: 0 where a query may attend, a large negative number elsewhere.
@@ -80,8 +99,7 @@ impl Attention {
         x: &Tensor,
         (cos, sin): (&Tensor, &Tensor),
         mask: &Tensor,
-        keys: &mut Keys<'_>,
-        layer: usize,
+        keys: LayerKeys<'_>,
         fused: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -116,16 +134,15 @@ impl Attention {
         let q = super::ops::rope(&q, cos, sin)?;
         let k = super::ops::rope(&k, cos, sin)?;
         let (k, v) = match keys {
-            Keys::Own => (k, v),
-            Keys::Cache(cache) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
-            Keys::Record(kept) => {
+            LayerKeys::Own => (k, v),
+            LayerKeys::Cache(cache, layer) => cache.append(layer, &k, &v)?, // (B, KV, S, D)
+            LayerKeys::Record(kept) => {
                 kept.push((k.contiguous()?, v.contiguous()?));
                 (k, v)
             }
-            Keys::Prefix(prefix, owners) => {
+            LayerKeys::Prefix((pk, pv), owners) => {
                 // Each row reads its prefix's keys: index_select's backward adds the rows'
                 // gradients into the one shared prefix.
-                let (pk, pv) = &prefix[layer];
                 (
                     Tensor::cat(&[&pk.index_select(owners, 0)?, &k], 2)?,
                     Tensor::cat(&[&pv.index_select(owners, 0)?, &v], 2)?,
@@ -203,8 +220,7 @@ impl Llama {
                 &h,
                 (&cos, &sin),
                 &mask,
-                keys,
-                index,
+                keys.layer(index),
                 self.fused,
             )?;
             x = (x + h)?;

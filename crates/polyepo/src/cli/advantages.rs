@@ -75,7 +75,7 @@ pub fn run(args: &AdvantagesArgs) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let request = parse_request(&line).map_err(|e| bad(e.to_string()))?;
+        let request = parse_request(line).map_err(|e| bad(e.to_string()))?;
         let reply = request.compute(options).map_err(|e| bad(e.to_string()))?;
         serde_json::to_writer(&mut out, &reply)?;
         // Flushed per line so a consumer sees every answer before a later line fails.
