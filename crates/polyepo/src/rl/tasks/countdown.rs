@@ -296,6 +296,14 @@ fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
 impl Countdown {
     /// Generates prompts whose targets some expression reaches (an integer in 1..=200).
     pub fn new(cfg: &CountdownConfig) -> Result<Self, ConfigError> {
+        if cfg.style == PromptStyle::FewShot {
+            return Err(crate::rl::config::ConfigError {
+                origin: "config".into(),
+                key: "task.countdown.style".into(),
+                message: "`few-shot` is a reach style; countdown takes `compact` or `instruct`"
+                    .into(),
+            });
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let instruct = cfg.style == PromptStyle::Instruct;
         let mut draw = |max: i64| {

@@ -19,6 +19,10 @@ pub enum PromptStyle {
     Compact,
     /// An English request sent through the chat template, for instruction-tuned models.
     Instruct,
+    /// Plain text (no chat template) with worked examples before the question, for models too
+    /// small to follow an instruction but able to continue a pattern (reach only): the answer
+    /// is read from the reply's first line.
+    FewShot,
 }
 
 /// Most candidate draws per requested prompt before a prompt generator gives up.

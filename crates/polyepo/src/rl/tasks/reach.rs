@@ -37,9 +37,10 @@ pub struct ReachConfig {
     pub set_size: usize,
     /// Seed of the prompt generator.
     pub seed: u64,
-    /// `compact` (`T=7 A=+3,-1,+5>`, for the tiny model) or `instruct` (an English request
+    /// `compact` (`T=7 A=+3,-1,+5>`, for the tiny model), `instruct` (an English request
     /// sent through the chat template, for instruction-tuned models; the answer is the last
-    /// run of steps in the reply).
+    /// run of steps in the reply) or `few-shot` (plain text after three worked examples, for
+    /// small real models; the answer is the last run of steps on the reply's first line).
     pub style: PromptStyle,
 }
 
@@ -61,7 +62,7 @@ impl Default for ReachConfig {
 pub struct Reach {
     train: Vec<Prompt>,
     eval: Vec<Prompt>,
-    instruct: bool,
+    style: PromptStyle,
     train_steps: Vec<i64>,
 }
 
@@ -100,6 +101,20 @@ pub fn instruct_text(target: i64, allowed: &[i64]) -> String {
     let steps: Vec<String> = allowed.iter().map(|s| format!("{s:+}")).collect();
     format!(
         "Reach the number {target} starting from 0, using only these steps: {}. Each step may be used any number of times, at most {MAX_STEPS} steps in all. Reply with the steps only, for example +3+3-1.",
+        steps.join(", ")
+    )
+}
+
+/// Worked examples that open every few-shot prompt: one per kind of answer (one step of
+/// each, a repeated step, a negative step).
+const FEW_SHOT_EXAMPLES: &str = "Reach 4 with steps +3, +1: +3+1\nReach 6 with steps +5, +2: +2+2+2\nReach 3 with steps +2, -1: +2+2-1\n";
+
+/// Text of a few-shot prompt: the worked examples, then the question, ending where the
+/// answer starts.
+pub fn few_shot_text(target: i64, allowed: &[i64]) -> String {
+    let steps: Vec<String> = allowed.iter().map(|s| format!("{s:+}")).collect();
+    format!(
+        "{FEW_SHOT_EXAMPLES}Reach {target} with steps {}:",
         steps.join(", ")
     )
 }
@@ -194,10 +209,10 @@ impl Reach {
             let target = rng.random_range(-6..=12);
             // Prompts with several strategies only: exploration must matter.
             (solutions(&allowed, target).len() >= 3).then(|| Prompt {
-                text: if cfg.style == PromptStyle::Instruct {
-                    instruct_text(target, &allowed)
-                } else {
-                    prompt_text(target, &allowed)
+                text: match cfg.style {
+                    PromptStyle::Instruct => instruct_text(target, &allowed),
+                    PromptStyle::FewShot => few_shot_text(target, &allowed),
+                    PromptStyle::Compact => prompt_text(target, &allowed),
                 },
                 reference: serde_json::json!({ "target": target, "allowed": allowed }),
             })
@@ -207,18 +222,19 @@ impl Reach {
         Ok(Self {
             train,
             eval,
-            instruct: cfg.style == PromptStyle::Instruct,
+            style: cfg.style,
             train_steps: cfg.train_steps.clone(),
         })
     }
 
     /// The answer part of a response: all of it in compact style, the last run of steps in
-    /// instruct style.
+    /// instruct style, the last run of steps on the first line in few-shot style (a model
+    /// continuing the pattern goes on to invent the next example).
     fn answer(&self, response: &str) -> Option<String> {
-        if self.instruct {
-            extract_answer(response)
-        } else {
-            Some(response.to_owned())
+        match self.style {
+            PromptStyle::Compact => Some(response.to_owned()),
+            PromptStyle::Instruct => extract_answer(response),
+            PromptStyle::FewShot => extract_answer(response.lines().next().unwrap_or("")),
         }
     }
 
@@ -293,7 +309,7 @@ impl Task for Reach {
         ALPHABET
     }
     fn wants_chat_template(&self) -> bool {
-        self.instruct
+        self.style == PromptStyle::Instruct
     }
     fn needs_unseen(&self, prompt: &Prompt) -> Option<bool> {
         let (target, allowed) = Self::spec(prompt);
@@ -390,6 +406,33 @@ mod tests {
         assert_eq!(task.reward(&p, "Sure! The steps are: +3 +5 -1."), 1.0);
         assert_eq!(task.reward(&p, "I think +5+3"), 0.0);
         assert_eq!(task.strategy(&p, "nothing"), Some(Strategy::Degenerate));
+    }
+
+    #[test]
+    fn few_shot_replies_are_graded_on_their_first_line() {
+        let task = Reach::new(&ReachConfig {
+            style: PromptStyle::FewShot,
+            ..ReachConfig::default()
+        })
+        .unwrap();
+        assert!(!task.wants_chat_template());
+        let text = &task.train_prompts()[0].text;
+        assert!(text.starts_with(FEW_SHOT_EXAMPLES) && text.ends_with(':'), "{text}");
+        let p = Prompt {
+            text: few_shot_text(7, &[5, 3, -1]),
+            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+        };
+        assert_eq!(task.reward(&p, " +5+3-1\nReach 2 with steps +1: +1+1"), 1.0);
+        // The invented next example on line 2 is not the answer.
+        assert_eq!(task.reward(&p, " +5+5\nReach 7 with steps +5, +3, -1: +5+3-1"), 0.0);
+        assert_eq!(task.strategy(&p, "\n+5+3-1"), Some(Strategy::Degenerate));
+        let countdown = super::super::countdown::Countdown::new(
+            &super::super::countdown::CountdownConfig {
+                style: PromptStyle::FewShot,
+                ..Default::default()
+            },
+        );
+        assert!(countdown.is_err_and(|e| e.key == "task.countdown.style"));
     }
 
     #[test]
