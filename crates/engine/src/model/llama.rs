@@ -50,6 +50,9 @@ pub struct Llama {
     pub(crate) rotary: Rotary,
     /// Use candle's fused (non-differentiable) kernels: set on detached copies for sampling.
     pub(crate) fused: bool,
+    /// Quantized copy of the tied embeddings for the LM head's small products; see
+    /// [`super::quantized`].
+    pub(crate) quantized_head: Option<std::sync::Arc<candle_core::quantized::QMatMul>>,
 }
 
 /// Where attention takes keys and values from besides the new tokens' own.
@@ -242,9 +245,15 @@ impl Llama {
             Some(head) => head.forward(hidden),
             None => {
                 let (b, t, d) = hidden.dims3()?;
+                let rows = hidden.reshape((b * t, d))?;
                 // Tied embeddings: under LoRA the largest frozen matrix of all.
-                super::ops::frozen_product(&hidden.reshape((b * t, d))?, &self.embed_tokens)?
-                    .reshape((b, t, self.cfg.vocab_size))
+                let logits = match &self.quantized_head {
+                    Some(q) if b * t <= super::quantized::MAX_ROWS => {
+                        candle_core::Module::forward(q.as_ref(), &rows)?
+                    }
+                    _ => super::ops::frozen_product(&rows, &self.embed_tokens)?,
+                };
+                logits.reshape((b, t, self.cfg.vocab_size))
             }
         }
     }

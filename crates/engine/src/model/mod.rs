@@ -28,4 +28,5 @@ pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
 pub mod ops;
+pub mod quantized;
 pub mod shared;

@@ -273,6 +273,7 @@ impl Llama {
             lm_head,
             rotary,
             fused: false,
+            quantized_head: None,
         })
     }
 

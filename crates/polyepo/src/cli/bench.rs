@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
 use polyepo_engine::model::logprobs::token_log_probs;
+use polyepo_engine::model::shared::continuation_hidden;
 use polyepo_engine::model::{Batch, load_model};
 use polyepo_engine::optim::{AdamW, AdamWConfig, grad_norm};
 use polyepo_engine::sample::{SamplingParams, generate};
@@ -28,6 +29,9 @@ use super::device::DeviceArgs;
 pub enum BenchPart {
     /// Sampling throughput at each batch size.
     Sample,
+    /// Sampling throughput with Q8_0 copies of the frozen weights for decoding, and the
+    /// log-prob difference that makes against the f32 weights.
+    SampleQ8,
     /// Training forward + backward throughput and peak memory.
     Train,
     /// One AdamW step over every parameter.
@@ -47,7 +51,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_enum,
-        default_value = "sample,train,adamw",
+        default_value = "sample,sample-q8,train,adamw",
         value_delimiter = ','
     )]
     pub only: Vec<BenchPart>,
@@ -85,6 +89,30 @@ pub fn peak_rss_gib() -> f64 {
         .map_or(0.0, |kib| kib / (1024.0 * 1024.0))
 }
 
+/// Mean and largest |log π_sampler(token) − log π_f32(token)| over the generated tokens, the
+/// f32 side scored as training scores them.
+fn log_prob_difference(
+    model: &polyepo_engine::model::Llama,
+    prompt: &[u32],
+    generations: &[polyepo_engine::sample::Generation],
+) -> Result<(f64, f64)> {
+    let prompts = vec![prompt.to_vec(); generations.len()];
+    let responses: Vec<Vec<u32>> = generations.iter().map(|g| g.tokens.clone()).collect();
+    let frozen = model.frozen();
+    let scored = continuation_hidden(&frozen, &prompts, &responses, 0)?;
+    let lp = token_log_probs(&frozen.logits(&scored.hidden)?, &scored.targets)?.to_vec2::<f32>()?;
+    let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0usize);
+    for (row, g) in lp.iter().zip(generations) {
+        for (a, b) in row.iter().zip(&g.log_probs) {
+            let d = f64::from((a - b).abs());
+            sum += d;
+            max = max.max(d);
+            n += 1;
+        }
+    }
+    Ok((sum / n.max(1) as f64, max))
+}
+
 /// Runs the selected measurements and prints one line each.
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only == [BenchPart::RlStep] {
@@ -101,26 +129,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         rayon::current_num_threads()
     );
     let wants = |part: BenchPart| args.only.contains(&part);
-    if wants(BenchPart::Sample) {
+    if wants(BenchPart::Sample) || wants(BenchPart::SampleQ8) {
         let prompt = loaded.tokenizer.encode("<|im_start|>user\nTell me a long story about a robot.<|im_end|>\n<|im_start|>assistant\n")?;
-        for &b in &args.batches {
-            // Never stop early: every row generates exactly `new_tokens`.
-            let mut tok = loaded.tokenizer.clone();
-            tok.stop_ids.clear();
-            let p = SamplingParams {
-                max_new_tokens: args.new_tokens,
-                temperature: 1.0,
-                seed: 1,
-                ..SamplingParams::default()
-            };
+        // Never stop early: every row generates exactly `new_tokens`.
+        let mut tok = loaded.tokenizer.clone();
+        tok.stop_ids.clear();
+        let p = SamplingParams {
+            max_new_tokens: args.new_tokens,
+            temperature: 1.0,
+            seed: 1,
+            ..SamplingParams::default()
+        };
+        let mut samplers = Vec::new();
+        if wants(BenchPart::Sample) {
+            samplers.push(("f32", loaded.model.detached()));
+        }
+        if wants(BenchPart::SampleQ8) {
             let start = Instant::now();
-            let out = generate(&loaded.model, &tok, &vec![prompt.clone(); b], &p)?;
-            let secs = start.elapsed().as_secs_f64();
-            let n: usize = out.iter().map(|g| g.tokens.len()).sum();
+            let q = loaded.model.quantized_for_sampling()?;
             println!(
-                "sample batch {b:>3}: {n} tokens in {secs:.2} s = {:.1} tokens/s",
-                n as f64 / secs
+                "sample-q8: quantized the frozen weights to Q8_0 in {:.2} s (decoding products of up to {} rows use them)",
+                start.elapsed().as_secs_f64(),
+                polyepo_engine::model::quantized::MAX_ROWS
             );
+            samplers.push(("q8_0", q));
+        }
+        for (name, model) in &samplers {
+            for &b in &args.batches {
+                let start = Instant::now();
+                let out = generate(model, &tok, &vec![prompt.clone(); b], &p)?;
+                let secs = start.elapsed().as_secs_f64();
+                let n: usize = out.iter().map(|g| g.tokens.len()).sum();
+                println!(
+                    "sample {name} batch {b:>3}: {n} tokens in {secs:.2} s = {:.1} tokens/s",
+                    n as f64 / secs
+                );
+                if *name == "q8_0" && b == args.batches[0] {
+                    let (mean, max) = log_prob_difference(&loaded.model, &prompt, &out)?;
+                    println!(
+                        "sample q8_0 log-prob vs f32 training path over those {n} tokens: mean |d| {mean:.2e}, max |d| {max:.2e}"
+                    );
+                }
+            }
         }
     }
     if wants(BenchPart::Train) || wants(BenchPart::Adamw) {

@@ -417,21 +417,26 @@ mod tests {
         .unwrap();
         assert!(!task.wants_chat_template());
         let text = &task.train_prompts()[0].text;
-        assert!(text.starts_with(FEW_SHOT_EXAMPLES) && text.ends_with(':'), "{text}");
+        assert!(
+            text.starts_with(FEW_SHOT_EXAMPLES) && text.ends_with(':'),
+            "{text}"
+        );
         let p = Prompt {
             text: few_shot_text(7, &[5, 3, -1]),
             reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
         };
         assert_eq!(task.reward(&p, " +5+3-1\nReach 2 with steps +1: +1+1"), 1.0);
         // The invented next example on line 2 is not the answer.
-        assert_eq!(task.reward(&p, " +5+5\nReach 7 with steps +5, +3, -1: +5+3-1"), 0.0);
+        assert_eq!(
+            task.reward(&p, " +5+5\nReach 7 with steps +5, +3, -1: +5+3-1"),
+            0.0
+        );
         assert_eq!(task.strategy(&p, "\n+5+3-1"), Some(Strategy::Degenerate));
-        let countdown = super::super::countdown::Countdown::new(
-            &super::super::countdown::CountdownConfig {
+        let countdown =
+            super::super::countdown::Countdown::new(&super::super::countdown::CountdownConfig {
                 style: PromptStyle::FewShot,
                 ..Default::default()
-            },
-        );
+            });
         assert!(countdown.is_err_and(|e| e.key == "task.countdown.style"));
     }
 
