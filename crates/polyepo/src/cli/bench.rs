@@ -276,8 +276,15 @@ fn rl_steps(args: &BenchArgs) -> Result<()> {
         let update = m.time_update - m.time_pi_old;
         let total = m.time_rollout + m.time_judge + m.time_advantage + m.time_update;
         println!(
-            "rl-step {}: total {total:.1} s = sampling {:.1} s ({:.1} tokens/s) + rewards and labels {:.2} s + advantages {:.3} s + pi_old {:.1} s + update {update:.1} s",
-            m.step, m.time_rollout, m.tokens_per_s, m.time_judge, m.time_advantage, m.time_pi_old
+            "rl-step {}: total {total:.1} s = sampling {:.1} s ({:.1} tokens/s) + rewards and labels {:.2} s + advantages {:.3} s + pi_old {:.1} s + update {update:.1} s; prompts {:.0} tokens, responses {:.1} tokens on average",
+            m.step,
+            m.time_rollout,
+            m.tokens_per_s,
+            m.time_judge,
+            m.time_advantage,
+            m.time_pi_old,
+            m.prompt_len,
+            m.response_len
         );
     }
     println!("rl-step peak RSS {:.2} GiB", peak_rss_gib());

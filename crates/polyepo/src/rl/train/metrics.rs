@@ -71,6 +71,13 @@ pub struct StepMetrics {
     /// Mean response length in tokens.
     #[serde(rename = "rollout/response_tokens", deserialize_with = "null_as_nan")]
     pub response_len: f64,
+    /// Mean prompt length in tokens (absent from runs made before it was logged).
+    #[serde(
+        rename = "rollout/prompt_tokens",
+        default,
+        deserialize_with = "null_as_nan"
+    )]
+    pub prompt_len: f64,
     /// Policy-gradient loss.
     #[serde(rename = "losses/policy_loss", deserialize_with = "null_as_nan")]
     pub pg_loss: f64,
@@ -176,6 +183,11 @@ impl StepMetrics {
             correct.iter().map(|s| s.advantage).sum::<f64>() / correct.len().max(1) as f64;
         let tokens: usize = samples.iter().map(|s| s.response_tokens.len()).sum();
         m.response_len = tokens as f64 / count;
+        m.prompt_len = samples
+            .iter()
+            .map(|s| s.prompt_tokens.len() as f64)
+            .sum::<f64>()
+            / count;
         m.tokens_per_s = tokens as f64 / times.rollout.max(1e-9);
         m.time_rollout = times.rollout;
         m.time_judge = times.judge;
