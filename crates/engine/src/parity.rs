@@ -101,7 +101,8 @@ fn forward(model: &Llama, rows: &[Vec<u32>]) -> ModelResult<(Tensor, Tensor, Ten
     ))
 }
 
-fn max_abs(t: &Tensor) -> ModelResult<f32> {
+/// The largest absolute value in `t`, as f32: the size every check here compares.
+pub fn max_abs(t: &Tensor) -> ModelResult<f32> {
     Ok(t.abs()?
         .max_all()?
         .to_dtype(DType::F32)?

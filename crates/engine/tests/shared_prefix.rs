@@ -61,12 +61,7 @@ fn whole_row_log_probs(model: &Llama, prompts: &[Vec<u32>], conts: &[Vec<u32>]) 
 }
 
 fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    polyepo_engine::parity::max_abs(t).unwrap()
 }
 
 #[test]

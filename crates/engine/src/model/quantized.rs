@@ -97,12 +97,7 @@ mod tests {
     }
 
     fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::parity::max_abs(t).unwrap()
     }
 
     #[test]
