@@ -114,7 +114,8 @@ pub struct BatchSampler<'a> {
     model: Llama,
     tokenizer: &'a TextTokenizer,
     params: SamplingParams,
-    batch: Batch,
+    /// Left-padding slots in front of each row's prompt (hidden by every decode mask).
+    pads: Vec<usize>,
     cache: KvCache,
     rngs: Vec<ChaCha8Rng>,
     out: Vec<Generation>,
@@ -163,7 +164,6 @@ impl<'a> BatchSampler<'a> {
         }
         let model = model.detached();
         let device = model.device().clone();
-        let batch = Batch::left_padded(prompts, tokenizer.pad_id, &device)?;
         let b = prompts.len();
         let rngs = (0..b)
             .map(|i| {
@@ -197,6 +197,8 @@ impl<'a> BatchSampler<'a> {
             &prefill.mask,
             Some(&mut shared),
         )?;
+        // Every row is padded to the longest prompt, as its distinct prompt was.
+        let pads = owners.iter().map(|&o| prefill.pads[o as usize]).collect();
         let owners = Tensor::from_vec(owners, b, &device)?;
         let cache = shared.gather(&owners, capacity)?;
         drop(shared);
@@ -207,7 +209,7 @@ impl<'a> BatchSampler<'a> {
             model,
             tokenizer,
             params: params.clone(),
-            batch,
+            pads,
             cache,
             rngs,
             out,
@@ -289,7 +291,7 @@ impl<'a> BatchSampler<'a> {
         let device = self.model.device().clone();
         let tokens = Tensor::from_vec(step_tokens, (b, 1), &device)?;
         let positions = Tensor::from_vec(self.next_pos.clone(), (b, 1), &device)?;
-        let mask = attention_mask(&self.batch.pads, self.cache.len(), 1, &device)?;
+        let mask = attention_mask(&self.pads, self.cache.len(), 1, &device)?;
         let hidden =
             self.model
                 .forward_hidden(&tokens, &positions, &mask, Some(&mut self.cache))?;
