@@ -307,6 +307,18 @@ impl Llama {
         out
     }
 
+    /// Every linear layer (attention and MLP of each block, then a separate LM head), in a
+    /// fixed order.
+    pub(crate) fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut out: Vec<&mut Linear> = Vec::new();
+        for block in &mut self.layers {
+            out.extend(block.self_attn.linears_mut().into_iter().map(|(_, l)| l));
+            out.extend(block.mlp.linears_mut().into_iter().map(|(_, l)| l));
+        }
+        out.extend(self.lm_head.as_mut());
+        out
+    }
+
     /// Number of parameters, adapters included.
     pub fn num_parameters(&mut self) -> usize {
         self.named_tensors()

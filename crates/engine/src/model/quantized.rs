@@ -16,7 +16,6 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Result, Tensor};
 
 use super::Llama;
-use super::linear::Linear;
 
 /// Largest product (rows = batch × new tokens) that uses the quantized weights. Measured on
 /// SmolLM2-135M (AVX-512, 2 threads; `polyepo bench --only sample`): Q8_0 is faster than
@@ -32,17 +31,6 @@ fn quantize(weight: &Tensor) -> Result<Option<Arc<QMatMul>>> {
     Ok(Some(Arc::new(QMatMul::from_qtensor(q)?)))
 }
 
-/// Every linear layer of `model`, in a fixed order.
-fn linears(model: &mut Llama) -> Vec<&mut Linear> {
-    let mut out: Vec<&mut Linear> = Vec::new();
-    for block in &mut model.layers {
-        out.extend(block.self_attn.linears_mut().into_iter().map(|(_, l)| l));
-        out.extend(block.mlp.linears_mut().into_iter().map(|(_, l)| l));
-    }
-    out.extend(model.lm_head.as_mut());
-    out
-}
-
 impl Llama {
     /// A detached sampling copy (see [`Llama::detached`]) whose frozen weights also carry a
     /// Q8_0 copy for decoding. Quantizes once (about a second for 135M parameters): keep the
@@ -55,7 +43,7 @@ impl Llama {
         }
         // Which weights are trainable is read from `self`: the detached copy has no variables.
         let mut source = self.clone();
-        for (from, to) in linears(&mut source).into_iter().zip(linears(&mut copy)) {
+        for (from, to) in source.linears_mut().into_iter().zip(copy.linears_mut()) {
             to.quantized = quantize(&from.weight)?;
         }
         if self.lm_head.is_none() {
@@ -106,7 +94,8 @@ mod tests {
         let adapters = model.add_lora(&LoraConfig::default(), 1).unwrap();
         let q = model.quantized_for_sampling().unwrap();
         let mut q_mut = q.clone();
-        let quantized = linears(&mut q_mut)
+        let quantized = q_mut
+            .linears_mut()
             .iter()
             .filter(|l| l.quantized.is_some())
             .count();
@@ -126,7 +115,7 @@ mod tests {
         let mut model = Llama::random(LlamaConfig::tiny(64), 4, &Device::Cpu).unwrap();
         model.train_all().unwrap();
         let mut q = model.quantized_for_sampling().unwrap();
-        assert!(linears(&mut q).iter().all(|l| l.quantized.is_none()));
+        assert!(q.linears_mut().iter().all(|l| l.quantized.is_none()));
         assert!(q.quantized_head.is_none());
     }
 }

@@ -141,16 +141,8 @@ impl Llama {
             }
             Ok(())
         };
-        for block in &mut self.layers {
-            for (_, lin) in block.self_attn.linears_mut() {
-                merge(lin)?;
-            }
-            for (_, lin) in block.mlp.linears_mut() {
-                merge(lin)?;
-            }
-        }
-        if let Some(head) = &mut self.lm_head {
-            merge(head)?;
+        for lin in self.linears_mut() {
+            merge(lin)?;
         }
         Ok(())
     }
