@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
 use polyepo_engine::model::logprobs::token_log_probs;
-use polyepo_engine::model::shared::continuation_hidden;
 use polyepo_engine::model::{Batch, load_model};
 use polyepo_engine::optim::{AdamW, AdamWConfig, grad_norm};
 use polyepo_engine::sample::{SamplingParams, generate};
@@ -20,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 
 use polyepo::rl::config::TrainConfig;
 use polyepo::rl::train::run_dir::read_metrics;
+use polyepo::rl::train::sequences::response_log_probs;
 use polyepo::rl::train::{TrainOptions, train};
 
 use super::device::DeviceArgs;
@@ -93,14 +93,15 @@ pub fn peak_rss_gib() -> f64 {
 /// f32 side scored as training scores them.
 fn log_prob_difference(
     model: &polyepo_engine::model::Llama,
+    pad_id: u32,
     prompt: &[u32],
     generations: &[polyepo_engine::sample::Generation],
 ) -> Result<(f64, f64)> {
     let prompts = vec![prompt.to_vec(); generations.len()];
     let responses: Vec<Vec<u32>> = generations.iter().map(|g| g.tokens.clone()).collect();
-    let frozen = model.frozen();
-    let scored = continuation_hidden(&frozen, &prompts, &responses, 0)?;
-    let lp = token_log_probs(&frozen.logits(&scored.hidden)?, &scored.targets)?.to_vec2::<f32>()?;
+    let lp = response_log_probs(&model.frozen(), &prompts, &responses, pad_id, 1.0)?
+        .log_probs
+        .to_vec2::<f32>()?;
     let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0usize);
     for (row, g) in lp.iter().zip(generations) {
         for (a, b) in row.iter().zip(&g.log_probs) {
@@ -165,7 +166,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     n as f64 / secs
                 );
                 if *name == "q8_0" && b == args.batches[0] {
-                    let (mean, max) = log_prob_difference(&loaded.model, &prompt, &out)?;
+                    let (mean, max) =
+                        log_prob_difference(&loaded.model, tok.pad_id, &prompt, &out)?;
                     println!(
                         "sample q8_0 log-prob vs f32 training path over those {n} tokens: mean |d| {mean:.2e}, max |d| {max:.2e}"
                     );
