@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod parity;

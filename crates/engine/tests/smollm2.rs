@@ -232,3 +232,62 @@ fn hf_export_reloads_bit_exactly() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Decoding multiplies by the GGUF file's own Q4_1/Q8_0 blocks (every linear and the tied
+/// head), which decode to the very weights training uses: a sampled sequence's log-probs
+/// equal a full f32 recompute up to summation order, and equal the f32-weights sampler's.
+#[test]
+fn decoding_from_the_file_blocks_equals_the_f32_path() {
+    let loaded = load();
+    let model = &loaded.model;
+    let norms = 30 * 2 * 576 + 576;
+    assert_eq!(model.file_block_weights() + norms, {
+        let mut m = model.clone();
+        m.num_parameters()
+    });
+    assert_eq!(model.without_file_blocks().file_block_weights(), 0);
+    let prompt = chat(&loaded, "Tell me about robots.");
+    let params = SamplingParams {
+        max_new_tokens: 20,
+        seed: 3,
+        ..SamplingParams::default()
+    };
+    let prompts = vec![prompt.clone(); 3];
+    let blocks = generate(model, &loaded.tokenizer, &prompts, &params).unwrap();
+    let dense = generate(
+        &model.without_file_blocks(),
+        &loaded.tokenizer,
+        &prompts,
+        &params,
+    )
+    .unwrap();
+    for (b, d) in blocks.iter().zip(&dense) {
+        assert_eq!(b.tokens, d.tokens);
+        let worst = b
+            .log_probs
+            .iter()
+            .zip(&d.log_probs)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "blocks vs f32 sampler: {worst}");
+    }
+    // A full recompute of the first row with the training path (no cache, f32 weights).
+    let mut row = prompt.clone();
+    row.extend(&blocks[0].tokens);
+    let batch = Batch::left_padded(&[row.clone()], loaded.tokenizer.pad_id, &Device::Cpu).unwrap();
+    let frozen = model.frozen();
+    let logits = frozen
+        .forward(&batch.tokens, &batch.positions, &batch.mask)
+        .unwrap();
+    let lp = candle_nn::ops::log_softmax(&logits.squeeze(0).unwrap(), 1).unwrap();
+    let lp: Vec<Vec<f32>> = lp.to_vec2().unwrap();
+    for (i, &tok) in blocks[0].tokens.iter().enumerate() {
+        let full = lp[prompt.len() - 1 + i][tok as usize];
+        let d = (full - blocks[0].log_probs[i]).abs();
+        assert!(
+            d < 1e-3,
+            "token {i}: cached blocks {} vs full f32 {full}",
+            blocks[0].log_probs[i]
+        );
+    }
+}

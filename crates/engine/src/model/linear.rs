@@ -1,9 +1,8 @@
 //! A linear layer `y = x Wᵀ + b`, optionally with a LoRA adapter `+ (α/r) · x Aᵀ Bᵀ`.
 
-use std::sync::Arc;
+use candle_core::{Result, Tensor};
 
-use candle_core::quantized::QMatMul;
-use candle_core::{Module, Result, Tensor};
+use super::file_blocks::{WeightBlocks, weight_product};
 
 /// A low-rank adapter: A is (r, in), B is (out, r); only these two are trained.
 #[derive(Debug, Clone)]
@@ -25,9 +24,9 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// The adapter, when LoRA targets this layer.
     pub lora: Option<LoraAdapter>,
-    /// A quantized copy of the frozen weight for small products (decoding a few rows): see
-    /// [`super::quantized`]. Never set on a trainable weight.
-    pub(crate) quantized: Option<Arc<QMatMul>>,
+    /// The model file's blocks of `weight`, for products of a few rows (decoding): see
+    /// [`super::file_blocks`]. Bound to the loaded tensor, so unused once it is replaced.
+    pub(crate) blocks: Option<WeightBlocks>,
 }
 
 impl Linear {
@@ -37,7 +36,7 @@ impl Linear {
             weight,
             bias,
             lora: None,
-            quantized: None,
+            blocks: None,
         }
     }
 
@@ -51,10 +50,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d_in) = x.dims3()?;
         let x2 = x.reshape((b * t, d_in))?;
-        let mut y = match &self.quantized {
-            Some(q) if b * t <= super::quantized::MAX_ROWS => q.forward(&x2)?,
-            _ => super::ops::frozen_product(&x2, &self.weight)?,
-        };
+        let mut y = weight_product(&x2, &self.weight, self.blocks.as_ref())?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }

@@ -50,9 +50,9 @@ pub struct Llama {
     pub(crate) rotary: Rotary,
     /// Use candle's fused (non-differentiable) kernels: set on detached copies for sampling.
     pub(crate) fused: bool,
-    /// Quantized copy of the tied embeddings for the LM head's small products; see
-    /// [`super::quantized`].
-    pub(crate) quantized_head: Option<std::sync::Arc<candle_core::quantized::QMatMul>>,
+    /// The model file's blocks of the tied embeddings, for the LM head's few-rows products
+    /// (see [`super::file_blocks`]).
+    pub(crate) embed_blocks: Option<super::file_blocks::WeightBlocks>,
 }
 
 /// Where attention takes keys and values from besides the new tokens' own.
@@ -247,12 +247,11 @@ impl Llama {
                 let (b, t, d) = hidden.dims3()?;
                 let rows = hidden.reshape((b * t, d))?;
                 // Tied embeddings: under LoRA the largest frozen matrix of all.
-                let logits = match &self.quantized_head {
-                    Some(q) if b * t <= super::quantized::MAX_ROWS => {
-                        candle_core::Module::forward(q.as_ref(), &rows)?
-                    }
-                    _ => super::ops::frozen_product(&rows, &self.embed_tokens)?,
-                };
+                let logits = super::file_blocks::weight_product(
+                    &rows,
+                    &self.embed_tokens,
+                    self.embed_blocks.as_ref(),
+                )?;
                 logits.reshape((b, t, self.cfg.vocab_size))
             }
         }
@@ -287,8 +286,68 @@ impl Llama {
     pub fn frozen(&self) -> Self {
         Self {
             fused: false,
-            ..self.detached()
+            ..self.detached().without_file_blocks()
         }
+    }
+
+    /// The same model multiplying by its f32 weights only, never by the model file's
+    /// quantized blocks (which decoding otherwise reads: [`super::file_blocks`]).
+    pub fn without_file_blocks(&self) -> Self {
+        let mut copy = self.clone();
+        copy.embed_blocks = None;
+        for l in copy.linears_mut() {
+            l.blocks = None;
+        }
+        copy
+    }
+
+    /// One weight of each distinct shape, by HF-style name (the first layer's linears, then
+    /// the LM head), with the file's blocks where they are bound: for kernel benchmarks.
+    pub fn weight_samples(
+        &self,
+    ) -> Vec<(String, Tensor, Option<super::file_blocks::WeightBlocks>)> {
+        let mut copy = self.clone();
+        let mut out: Vec<(String, Tensor, Option<super::file_blocks::WeightBlocks>)> = Vec::new();
+        let mut push = |name: &str, w: &Tensor, b: Option<&super::file_blocks::WeightBlocks>| {
+            if !out.iter().any(|(_, t, _)| t.dims() == w.dims()) {
+                out.push((name.to_owned(), w.detach(), b.cloned()));
+            }
+        };
+        if let Some(block) = copy.layers.first_mut() {
+            for (n, l) in block
+                .self_attn
+                .linears_mut()
+                .into_iter()
+                .chain(block.mlp.linears_mut())
+            {
+                push(n, &l.weight, l.blocks.as_ref());
+            }
+        }
+        match &self.lm_head {
+            Some(h) => push("lm_head", &h.weight, h.blocks.as_ref()),
+            None => push(
+                "lm_head (tied)",
+                &self.embed_tokens,
+                self.embed_blocks.as_ref(),
+            ),
+        }
+        out
+    }
+
+    /// How many weights decoding multiplies by straight from the model file's blocks.
+    pub fn file_block_weights(&self) -> usize {
+        let mut copy = self.clone();
+        let head = match &self.embed_blocks {
+            Some(b) if b.binds(&self.embed_tokens) => self.embed_tokens.elem_count(),
+            _ => 0,
+        };
+        let linears: usize = copy
+            .linears_mut()
+            .iter()
+            .filter(|l| l.blocks.as_ref().is_some_and(|b| b.binds(&l.weight)))
+            .map(|l| l.weight.elem_count())
+            .sum();
+        head + linears
     }
 
     /// The device the weights live on.

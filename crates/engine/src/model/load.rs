@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+
+use crate::kernels::blocks::{BlockFormat, BlockWeights};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{HfConfig, LlamaConfig};
@@ -136,31 +138,62 @@ pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> ModelResult<Load
     let content = gguf_file::Content::read(&mut file)
         .map_err(|e| ModelError::format(&origin, format!("not a readable GGUF file: {e}")))?;
     let cfg = gguf_config(&content, &origin)?;
-    let mut tensors = HashMap::new();
+    let (mut tensors, mut blocks) = (HashMap::new(), HashMap::new());
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
         let q = content
             .tensor(&mut file, name, &Device::Cpu)
             .map_err(|e| ModelError::format(&origin, format!("tensor `{name}`: {e}")))?;
         let mut t = q.dequantize(&Device::Cpu)?;
+        let mut b = file_blocks(&q)?;
         // llama.cpp stores Llama's q/k rows permuted for interleaved RoPE; undo it so the
         // weights are in HF layout (rotate-half RoPE, and exportable as-is).
-        if cfg.architecture == "llama" {
-            if hf.ends_with("q_proj.weight") {
-                t = unpermute_rope_rows(&t, cfg.num_attention_heads)?;
-            } else if hf.ends_with("k_proj.weight") {
-                t = unpermute_rope_rows(&t, cfg.num_key_value_heads)?;
+        let rope_heads = match cfg.architecture.as_str() {
+            "llama" if hf.ends_with("q_proj.weight") => Some(cfg.num_attention_heads),
+            "llama" if hf.ends_with("k_proj.weight") => Some(cfg.num_key_value_heads),
+            _ => None,
+        };
+        if let Some(heads) = rope_heads {
+            t = unpermute_rope_rows(&t, heads)?;
+            if let Some(blocks) = &b {
+                b = Some(blocks.permute_rows(&unpermuted_row_order(blocks.shape().0, heads)?));
             }
+        }
+        if let Some(b) = b {
+            blocks.insert(hf.clone(), b);
         }
         tensors.insert(hf, t);
     }
     let tokenizer = TextTokenizer::from_gguf(&content, &origin)?;
-    let model = Llama::from_weights(cfg, WeightMap::new(origin, tensors, dtype, device))?;
+    let weights = WeightMap::new(origin, tensors, dtype, device).with_blocks(blocks);
+    let model = Llama::from_weights(cfg, weights)?;
     Ok(LoadedModel {
         model,
         tokenizer,
         source: path.to_owned(),
     })
+}
+
+/// The file's blocks of a 2-D tensor in a format the few-rows kernels read.
+fn file_blocks(q: &QTensor) -> candle_core::Result<Option<BlockWeights>> {
+    let format = match q.dtype() {
+        GgmlDType::Q4_1 => BlockFormat::Q4_1,
+        GgmlDType::Q8_0 => BlockFormat::Q8_0,
+        _ => return Ok(None),
+    };
+    let Ok((rows, cols)) = q.shape().dims2() else {
+        return Ok(None);
+    };
+    Ok(BlockWeights::from_ggml(format, rows, cols, &q.data()?))
+}
+
+/// Which original row each row of [`unpermute_rope_rows`]'s result comes from.
+fn unpermuted_row_order(rows: usize, heads: usize) -> candle_core::Result<Vec<usize>> {
+    let index = Tensor::arange(0u32, rows as u32, &Device::Cpu)?.reshape((rows, 1))?;
+    let order = unpermute_rope_rows(&index, heads)?
+        .flatten_all()?
+        .to_vec1::<u32>()?;
+    Ok(order.into_iter().map(|r| r as usize).collect())
 }
 
 /// Inverse of llama.cpp's `permute`: rows ordered (head, D/2, 2) back to (head, 2, D/2).

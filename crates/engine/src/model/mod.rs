@@ -27,6 +27,6 @@ pub mod load;
 pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
+pub mod file_blocks;
 pub mod ops;
-pub mod quantized;
 pub mod shared;

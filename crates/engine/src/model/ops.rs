@@ -647,7 +647,7 @@ pub fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if w.is_variable() || !x.track_op() || !fusable(x) || x.dtype() != w.dtype() {
         return plain();
     }
-    let y = x.detach().matmul(&w.t()?)?.contiguous()?;
+    let y = super::file_blocks::untracked_product(&x.detach(), &w.detach(), None)?.contiguous()?;
     x.contiguous()?
         .apply_op2(&y, FrozenProduct { w: w.detach() })
 }

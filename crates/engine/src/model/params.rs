@@ -13,10 +13,12 @@ use rand_distr::{Distribution, Normal};
 
 use super::config::LlamaConfig;
 use super::error::{ModelError, ModelResult};
+use super::file_blocks::WeightBlocks;
 use super::linear::{Linear, LoraAdapter};
 use super::llama::{Attention, Block, Llama, Mlp};
 use super::norm::RmsNorm;
 use super::rope::Rotary;
+use crate::kernels::blocks::BlockWeights;
 
 /// Where the tensors of a model being built come from.
 #[derive(Debug)]
@@ -35,6 +37,8 @@ enum Source {
 pub struct WeightMap {
     origin: String,
     source: Source,
+    /// The model file's quantized blocks of some weights, by HF name (GGUF only).
+    blocks: HashMap<String, BlockWeights>,
     dtype: DType,
     device: Device,
 }
@@ -51,6 +55,7 @@ impl WeightMap {
         Self {
             origin: origin.into(),
             source: Source::Checkpoint(tensors),
+            blocks: HashMap::new(),
             dtype,
             device: device.clone(),
         }
@@ -62,6 +67,7 @@ impl WeightMap {
             .map_err(|e| ModelError::format("random init", e.to_string()))?;
         Ok(Self {
             origin: "random init".into(),
+            blocks: HashMap::new(),
             source: Source::Random {
                 rng: Box::new(ChaCha8Rng::seed_from_u64(seed)),
                 normal,
@@ -69,6 +75,22 @@ impl WeightMap {
             dtype: DType::F32,
             device: device.clone(),
         })
+    }
+
+    /// The same tensors with the file's quantized blocks of some of them (by HF name), which
+    /// decoding multiplies by directly when they decode to the loaded weight exactly.
+    pub fn with_blocks(mut self, blocks: HashMap<String, BlockWeights>) -> Self {
+        self.blocks = blocks;
+        self
+    }
+
+    /// The file's blocks of `name`, bound to `weight` (the tensor just taken for that name)
+    /// if they decode to it exactly.
+    fn blocks_of(&mut self, name: &str, weight: &Tensor) -> ModelResult<Option<WeightBlocks>> {
+        match self.blocks.remove(name) {
+            Some(b) => Ok(WeightBlocks::bind(weight, b)?),
+            None => Ok(None),
+        }
     }
 
     /// The tensor `name` of `shape`, checked and cast; `arch` names the architecture in the
@@ -124,7 +146,11 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear::new(weight, bias))
+        let blocks = w.blocks_of(&format!("{name}.weight"), &weight)?;
+        Ok(Linear {
+            blocks,
+            ..Linear::new(weight, bias)
+        })
     }
 
     fn visit<E>(&mut self, name: &str, f: &mut Visitor<'_, E>) -> Result<(), E> {
@@ -249,6 +275,10 @@ impl Llama {
             .map_err(|m| ModelError::format(&w.origin, m))?;
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
         let embed_tokens = w.take("model.embed_tokens.weight", &[v, d], &cfg.architecture)?;
+        let embed_blocks = match cfg.tie_word_embeddings {
+            true => w.blocks_of("model.embed_tokens.weight", &embed_tokens)?,
+            false => None,
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Block::load(&mut w, &format!("model.layers.{i}"), &cfg))
             .collect::<ModelResult<Vec<_>>>()?;
@@ -273,7 +303,7 @@ impl Llama {
             lm_head,
             rotary,
             fused: false,
-            quantized_head: None,
+            embed_blocks,
         })
     }
 

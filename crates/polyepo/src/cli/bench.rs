@@ -9,6 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
+use polyepo_engine::kernels::{MAX_FEW_ROWS, SimdLevel};
+use polyepo_engine::model::file_blocks::untracked_product;
 use polyepo_engine::model::logprobs::token_log_probs;
 use polyepo_engine::model::{Batch, load_model};
 use polyepo_engine::optim::{AdamW, AdamWConfig, grad_norm};
@@ -29,9 +31,11 @@ use super::device::DeviceArgs;
 pub enum BenchPart {
     /// Sampling throughput at each batch size.
     Sample,
-    /// Sampling throughput with Q8_0 copies of the frozen weights for decoding, and the
-    /// log-prob difference that makes against the f32 weights.
-    SampleQ8,
+    /// Sampling throughput with the f32 weights only (not the model file's blocks), and the
+    /// log-prob difference of both samplers against the training path.
+    SampleF32,
+    /// The few-rows kernels against candle's matmul on the model's weight shapes, by rows.
+    Kernels,
     /// Training forward + backward throughput and peak memory.
     Train,
     /// One AdamW step over every parameter.
@@ -51,7 +55,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_enum,
-        default_value = "sample,sample-q8,train,adamw",
+        default_value = "sample,sample-f32,kernels,train,adamw",
         value_delimiter = ','
     )]
     pub only: Vec<BenchPart>,
@@ -130,7 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         rayon::current_num_threads()
     );
     let wants = |part: BenchPart| args.only.contains(&part);
-    if wants(BenchPart::Sample) || wants(BenchPart::SampleQ8) {
+    if wants(BenchPart::Sample) || wants(BenchPart::SampleF32) {
         let prompt = loaded.tokenizer.encode("<|im_start|>user\nTell me a long story about a robot.<|im_end|>\n<|im_start|>assistant\n")?;
         // Never stop early: every row generates exactly `new_tokens`.
         let mut tok = loaded.tokenizer.clone();
@@ -141,19 +145,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             seed: 1,
             ..SamplingParams::default()
         };
+        let from_blocks = loaded.model.file_block_weights();
+        println!(
+            "decoding: {} kernels, {:.1}M of {:.1}M weights read from the file's blocks, products of up to {} rows",
+            SimdLevel::get().name(),
+            from_blocks as f64 / 1e6,
+            params as f64 / 1e6,
+            MAX_FEW_ROWS
+        );
         let mut samplers = Vec::new();
         if wants(BenchPart::Sample) {
-            samplers.push(("f32", loaded.model.detached()));
+            let name = if from_blocks > 0 { "blocks" } else { "f32" };
+            samplers.push((name, loaded.model.detached()));
         }
-        if wants(BenchPart::SampleQ8) {
-            let start = Instant::now();
-            let q = loaded.model.quantized_for_sampling()?;
-            println!(
-                "sample-q8: quantized the frozen weights to Q8_0 in {:.2} s (decoding products of up to {} rows use them)",
-                start.elapsed().as_secs_f64(),
-                polyepo_engine::model::quantized::MAX_ROWS
-            );
-            samplers.push(("q8_0", q));
+        if wants(BenchPart::SampleF32) {
+            samplers.push(("f32", loaded.model.without_file_blocks().detached()));
         }
         for (name, model) in &samplers {
             for &b in &args.batches {
@@ -165,15 +171,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     "sample {name} batch {b:>3}: {n} tokens in {secs:.2} s = {:.1} tokens/s",
                     n as f64 / secs
                 );
-                if *name == "q8_0" && b == args.batches[0] {
+                if b == args.batches[0] {
                     let (mean, max) =
                         log_prob_difference(&loaded.model, tok.pad_id, &prompt, &out)?;
                     println!(
-                        "sample q8_0 log-prob vs f32 training path over those {n} tokens: mean |d| {mean:.2e}, max |d| {max:.2e}"
+                        "sample {name} log-prob vs f32 training path over those {n} tokens: mean |d| {mean:.2e}, max |d| {max:.2e}"
                     );
                 }
             }
         }
+    }
+    if wants(BenchPart::Kernels) {
+        kernels(&loaded.model)?;
     }
     if wants(BenchPart::Train) || wants(BenchPart::Adamw) {
         let vars = loaded.model.train_all()?;
@@ -247,6 +256,41 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if wants(BenchPart::RlStep) {
         rl_steps(args)?;
+    }
+    Ok(())
+}
+
+/// Times `x · wᵀ` on each distinct weight shape of the model (one layer's, and the LM head)
+/// for several row counts: candle's matmul against the few-rows kernels (f32 and, where the
+/// file has them, blocks). The crossover is what [`MAX_FEW_ROWS`] is set from.
+fn kernels(model: &polyepo_engine::model::Llama) -> Result<()> {
+    let device = model.device().clone();
+    for (name, weight, blocks) in model.weight_samples() {
+        let (n, k) = weight.dims2()?;
+        for m in [1usize, 4, 8, 16, 32, 64] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &device)?;
+            let time = |f: &dyn Fn() -> candle_core::Result<Tensor>| -> Result<f64> {
+                f()?; // warm caches and pools
+                let reps = (2e8 / (m * n * k) as f64).clamp(3.0, 200.0) as usize;
+                let start = Instant::now();
+                for _ in 0..reps {
+                    f()?;
+                }
+                Ok(start.elapsed().as_secs_f64() / reps as f64 * 1e6)
+            };
+            let gemm = time(&|| x.matmul(&weight.t()?))?;
+            let dense = time(&|| untracked_product(&x, &weight, None))?;
+            let from_blocks = match &blocks {
+                Some(b) => format!(
+                    ", blocks {:.0} us",
+                    time(&|| untracked_product(&x, &weight, Some(b)))?
+                ),
+                None => String::new(),
+            };
+            println!(
+                "kernels {name} ({n}x{k}) rows {m:>2}: matmul {gemm:.0} us, few-rows f32 {dense:.0} us{from_blocks}"
+            );
+        }
     }
     Ok(())
 }
