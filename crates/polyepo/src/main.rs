@@ -68,12 +68,45 @@ fn tune_runtime() {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
+    // candle 0.11 runs elementwise ops on a second pool of its own (`candle-bp-*`) whose
+    // workers spin for 25,000 rounds between ops: beside rayon's threads, which run every
+    // product, they took 16% of an RL step's CPU time spinning on 2 cores. With one thread
+    // that pool has no workers (elementwise ops run on the calling thread) and rayon's is
+    // the only pool; the RL step is as fast (docs/design.md §3).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
 }
 
 fn main() -> ExitCode {
     tune_runtime();
     let cli = Cli::parse();
+    // Run the command on one of rayon's threads rather than beside them: every product then
+    // splits its work with the other worker instead of handing all of it to the pool and
+    // waking the main thread when done (three threads on two cores). `serve` runs its
+    // sampling thread the same way (app/serve).
     let result = match &cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        _ => rayon::scope(|_| run(&cli)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            // Bad input is the user's to fix (status 2); anything else is a failure (1).
+            if err.downcast_ref::<cli::advantages::BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Runs one command (`serve` aside).
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
         Command::Advantages(args) => cli::advantages::run(args),
         Command::Sample(args) => cli::sample::run(args),
         Command::Bench(args) => cli::bench::run(args),
@@ -87,17 +120,5 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Judge(args) => cli::judge::run(args),
         Command::Logprobs(args) => cli::logprobs::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            // Bad input is the user's to fix (status 2); anything else is a failure (1).
-            if err.downcast_ref::<cli::advantages::BadInput>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
     }
 }

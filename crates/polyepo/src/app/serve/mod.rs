@@ -93,7 +93,10 @@ impl Server {
         });
         let busy = busy_rows.clone();
         // The worker ends when the last job sender (inside `shared`) is dropped.
-        std::thread::spawn(move || worker::run(model, tokenizer, rx, limits, busy));
+        // On a rayon thread, as the CLI's commands run (main.rs).
+        std::thread::spawn(move || {
+            rayon::scope(|_| worker::run(model, tokenizer, rx, limits, busy))
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let http = std::thread::spawn(move || {
             runtime.block_on(http::serve(listener, shared, stopped));
