@@ -2,7 +2,7 @@
 # polyepo and its PyTorch/transformers peer, one after the other on this machine, same model,
 # same work, same threads: the figures README's performance table compares; then llama.cpp on
 # the same Q4_1 file for single-stream sampling. Creates .venv-peers (torch, transformers, gguf,
-# accelerate, and llama-cpp-python, which pip builds from source: ~10 min on 2 cores the first
+# accelerate, and llama-cpp-python, which pip builds from source on this machine: ~10 min on 2 cores the first
 # time) on first use; needs the model (scripts/fetch-model.sh) and a release build
 # (cargo build --release).
 set -euo pipefail
@@ -12,7 +12,11 @@ if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
 fi
 # transformers needs gguf and accelerate to load a GGUF file; a no-op once installed.
-.venv-peers/bin/python -m pip install --quiet "torch==2.15.0" "transformers==5.10.4" "gguf==0.19.0" "accelerate==1.15.0" "llama-cpp-python==0.3.36"
+.venv-peers/bin/python -m pip install --quiet "torch==2.15.0" "transformers==5.10.4" "gguf==0.19.0" "accelerate==1.15.0"
+# llama-cpp-python is compiled for the CPU it is built on; a wheel cached by pip on another
+# machine of this kind crashed here (segfault in llama_decode), so it is never taken from the
+# cache: the first install builds it on this machine.
+.venv-peers/bin/python -m pip install --quiet --no-cache-dir "llama-cpp-python==0.3.36"
 echo "== polyepo (RAYON_NUM_THREADS=$threads)"
 RAYON_NUM_THREADS=$threads target/release/polyepo bench
 echo "== peer"

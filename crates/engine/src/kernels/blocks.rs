@@ -211,6 +211,9 @@ impl BlockWeights {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `level` was checked against the CPU; `out` holds a row.
             SimdLevel::Avx512 => unsafe { decode_row_avx512(self, row, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { decode_row_avx2(self, row, out) },
             _ => self.decode_row(row, out),
         }
     }
@@ -254,6 +257,53 @@ unsafe fn decode_row_avx512(w: &BlockWeights, row: usize, out: &mut [f32]) {
             let dst = out.as_mut_ptr().add(b * BLOCK);
             _mm512_storeu_ps(dst, lo);
             _mm512_storeu_ps(dst.add(16), hi);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode_row_avx2(w: &BlockWeights, row: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let nb = w.cols / BLOCK;
+    assert!(out.len() >= w.cols);
+    // SAFETY: as in `decode_row_avx512`.
+    unsafe {
+        for b in 0..nb {
+            let blk = row * nb + b;
+            let d = _mm256_set1_ps(*w.scales.get_unchecked(blk));
+            let dst = out.as_mut_ptr().add(b * BLOCK);
+            match w.format {
+                BlockFormat::Q4_1 => {
+                    let m = _mm256_set1_ps(*w.offsets.get_unchecked(blk));
+                    let p = w.codes.as_ptr().add(blk * 16);
+                    let nib = _mm256_set1_epi32(0x0F);
+                    // Bytes [0, 8) hold positions [0, 8) and [16, 24); bytes [8, 16) the rest.
+                    for half in 0..2 {
+                        let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                            p.add(8 * half) as *const __m128i
+                        ));
+                        // mul then add, not fma: the same rounding as the f32 dequantization.
+                        let lo = _mm256_add_ps(
+                            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, nib)), d),
+                            m,
+                        );
+                        let hi = _mm256_add_ps(
+                            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)), d),
+                            m,
+                        );
+                        _mm256_storeu_ps(dst.add(8 * half), lo);
+                        _mm256_storeu_ps(dst.add(16 + 8 * half), hi);
+                    }
+                }
+                BlockFormat::Q8_0 => {
+                    let p = w.codes.as_ptr().add(blk * BLOCK);
+                    for o in (0..BLOCK).step_by(8) {
+                        let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(o) as *const __m128i));
+                        _mm256_storeu_ps(dst.add(o), _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+                    }
+                }
+            }
         }
     }
 }

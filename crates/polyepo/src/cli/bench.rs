@@ -162,6 +162,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             samplers.push(("f32", loaded.model.without_file_blocks().detached()));
         }
         for (name, model) in &samplers {
+            // Warm-up (first touch of the weights and buffers), as the peers' scripts do.
+            let warm = SamplingParams {
+                max_new_tokens: 8,
+                ..p.clone()
+            };
+            generate(model, &tok, std::slice::from_ref(&prompt), &warm)?;
             for &b in &args.batches {
                 let start = Instant::now();
                 let out = generate(model, &tok, &vec![prompt.clone(); b], &p)?;
