@@ -217,13 +217,12 @@ impl LmJudge {
             .timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001)))
             .build();
         let mut cache = HashMap::new();
-        if let Some(path) = &cfg.cache {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                for line in text.lines() {
-                    if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line)
-                    {
-                        cache.insert(key, ids);
-                    }
+        if let Some(path) = &cfg.cache
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            for line in text.lines() {
+                if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line) {
+                    cache.insert(key, ids);
                 }
             }
         }
@@ -382,16 +381,16 @@ impl LmJudge {
     }
 
     fn remember(&self, key: String, ids: &[Option<i64>]) {
-        if let Some(path) = &self.cfg.cache {
-            if let Ok(line) = serde_json::to_string(&(&key, ids)) {
-                use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = writeln!(f, "{line}");
-                }
+        if let Some(path) = &self.cfg.cache
+            && let Ok(line) = serde_json::to_string(&(&key, ids))
+        {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{line}");
             }
         }
         if let Ok(mut c) = self.cache.lock() {

@@ -159,15 +159,14 @@ pub fn normalize(answer: &str) -> String {
         s = s.replace(from, to);
     }
     // "x = 5" → "5"
-    if let Some((lhs, rhs)) = s.split_once('=') {
-        if lhs
+    if let Some((lhs, rhs)) = s.split_once('=')
+        && lhs
             .trim()
             .chars()
             .all(|c| c.is_alphabetic() || c == ' ' || c == '_')
-            && !rhs.trim().is_empty()
-        {
-            s = rhs.to_owned();
-        }
+        && !rhs.trim().is_empty()
+    {
+        s = rhs.to_owned();
     }
     let mut s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     // "√16" has no braces: the radicand is the digits that follow.

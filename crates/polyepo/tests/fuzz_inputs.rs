@@ -108,11 +108,10 @@ proptest! {
         if let Some(k) = sets { line["sets"] = serde_json::json!(k); }
         if let Some(l) = lambda { line["lambda"] = serde_json::json!(l); }
         let options = RequestOptions { degenerate_id: Some(3), max_sets: 1 << 16 };
-        if let Ok(request) = parse_request(&line.to_string()) {
-            if let Ok(reply) = request.compute(options) {
+        if let Ok(request) = parse_request(&line.to_string())
+            && let Ok(reply) = request.compute(options) {
                 prop_assert!(reply.advantages.iter().all(|a| a.is_finite()), "{line}");
                 prop_assert_eq!(reply.advantages.len(), request.rewards.len());
             }
-        }
     }
 }

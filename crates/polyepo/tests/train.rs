@@ -27,10 +27,10 @@ fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let mut on_event = move |e: Event<'_>| {
-        if let (Event::Step(m), Some(s)) = (e, stop_after) {
-            if m.step == s {
-                flag.store(true, Ordering::SeqCst);
-            }
+        if let (Event::Step(m), Some(s)) = (e, stop_after)
+            && m.step == s
+        {
+            flag.store(true, Ordering::SeqCst);
         }
     };
     train(

@@ -45,7 +45,7 @@ impl BlockWeights {
     /// tensor. `None` for a format other than Q4_1 / Q8_0, a width that is not a whole
     /// number of blocks, or data of the wrong length.
     pub fn from_ggml(format: BlockFormat, rows: usize, cols: usize, data: &[u8]) -> Option<Self> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return None;
         }
         let blocks = rows * cols / BLOCK;
@@ -187,7 +187,6 @@ impl BlockWeights {
         let dst = SharedOut(out.as_mut_ptr());
         let tile = super::dense::TILE_COLUMNS;
         for_column_ranges(n, tile, m * n * k, |j0, cols| {
-            let dst = dst;
             let mut buf = vec![0f32; tile * k];
             let mut j = j0;
             while j < j0 + cols {
@@ -198,7 +197,7 @@ impl BlockWeights {
                 // SAFETY: buf holds c decoded rows of k; out columns j..j+c of m rows are in
                 // bounds (asserted above) and written by this task only.
                 unsafe {
-                    super::dense::columns(level, x.as_ptr(), m, k, buf.as_ptr(), c, dst.0.add(j), n)
+                    super::dense::columns(level, x.as_ptr(), m, k, buf.as_ptr(), c, dst.at(j), n)
                 };
                 j += c;
             }

@@ -4,6 +4,9 @@
 //! kept in L1) it runs all of x's rows through it, R rows at a time, with the R × C partial
 //! sums in registers. The weight is read from memory once; x (≤ 64 rows) stays in L2.
 
+// The register tiles are indexed by both loop counters (acc[c][r]); iterators would hide that.
+#![allow(clippy::needless_range_loop)]
+
 use super::{SharedOut, SimdLevel, for_column_ranges};
 
 /// Writes `out[i·n + j] = Σ_k x[i·k + l] · w[j·k + l]` for i < m, j < n.
@@ -22,7 +25,6 @@ pub fn rows_times_weight(
     assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
     let dst = SharedOut(out.as_mut_ptr());
     for_column_ranges(n, TILE_COLUMNS, m * n * k, |j0, cols| {
-        let dst = dst;
         // SAFETY: the ranges are in bounds (asserted above) and disjoint across tasks; the
         // instruction set was checked by `SimdLevel`.
         unsafe {
@@ -33,7 +35,7 @@ pub fn rows_times_weight(
                 k,
                 w.as_ptr().add(j0 * k),
                 cols,
-                dst.0.add(j0),
+                dst.at(j0),
                 n,
             )
         }

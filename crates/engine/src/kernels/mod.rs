@@ -102,6 +102,14 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The element `offset` places in. A method (not `.0`) so that closures capture the whole
+    /// `SharedOut`, which is `Send`, rather than its raw pointer field, which is not.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// Runs `task(first_column, columns)` over `n` output columns split into contiguous ranges
 /// (multiples of `align` columns), in parallel on rayon's pool — the engine's one pool —
 /// unless the product (`work` multiply-adds) is too small to pay for waking the pool.

@@ -600,18 +600,115 @@ pub fn log_prob_at(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
     (picked - lse)?.squeeze(D::Minus1)
 }
 
-// ---------------------------------------------------------------- product with a frozen weight
+// ---------------------------------------------------------------- products with a weight
 
-/// Attaches `x · wᵀ` (computed without a graph) to `x`'s graph: the forward pass hands the
-/// product through, the backward pass gives x the gradient `grad · w` and w none.
+/// `x · wᵀ` of contiguous slices, x (m, k) and w (n, k), by gemm (its AVX-512 kernels where
+/// the CPU has them), into an output that is never zero-filled first (gemm writes every
+/// element; candle's matmul zeroes its output).
+fn gemm_wt<T: Float + 'static>(x: &[T], m: usize, k: usize, w: &[T], n: usize) -> Vec<T> {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: x holds m·k and w n·k elements (checked by the callers' shapes); dst (m, n)
+    // row-major is fully written because read_dst is false, after which the length is set.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            // rhs = wᵀ (k, n): element (l, j) is w[j·k + l].
+            w.as_ptr(),
+            k as isize,
+            1,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// The shape check and dispatch shared by both products' forward passes.
+fn product_fwd(
+    x: &CpuStorage,
+    lx: &Layout,
+    w: &CpuStorage,
+    lw: &Layout,
+    op: &str,
+) -> Result<(CpuStorage, Shape)> {
+    let (m, k) = lx.shape().dims2()?;
+    let (n, kw) = lw.shape().dims2()?;
+    if k != kw {
+        candle_core::bail!("{op}: x is (.., {k}) but the weight is ({n}, {kw})");
+    }
+    let out = match (x, w) {
+        // A few f32 rows (decoding-sized products inside a graph) take the few-rows kernel.
+        (CpuStorage::F32(x), CpuStorage::F32(w)) if m <= crate::kernels::MAX_FEW_ROWS => {
+            let (x, w) = (slice(x, lx, op)?, slice(w, lw, op)?);
+            let mut out = vec![0f32; m * n];
+            crate::kernels::dense::rows_times_weight(
+                crate::kernels::SimdLevel::get(),
+                x,
+                m,
+                k,
+                w,
+                n,
+                &mut out,
+            );
+            CpuStorage::F32(out)
+        }
+        _ => float_kernel!(op, x / lx => x, w / lw => w; gemm_wt(x, m, k, w, n)),
+    };
+    Ok((out, Shape::from((m, n))))
+}
+
+/// `x · wᵀ` for a weight that is not trained: the backward pass gives x the gradient
+/// `grad · w` and w none.
 struct FrozenProduct {
     /// (out, in), never trained.
     w: Tensor,
 }
 
-impl CustomOp2 for FrozenProduct {
+impl CustomOp1 for FrozenProduct {
     fn name(&self) -> &'static str {
         "frozen-product"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (storage, layout) = self.w.storage_and_layout();
+        let candle_core::Storage::Cpu(w) = &*storage else {
+            candle_core::bail!("frozen-product: the weight is not on the CPU");
+        };
+        product_fwd(s, l, w, layout, "frozen-product")
+    }
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
+    }
+}
+
+/// `x · wᵀ` for a trained weight: one node whose backward gives w its gradient `gradᵀ · x`
+/// as an (out, in) tensor. candle's `x.matmul(&w.t())` forms the gradient of the transposed
+/// view and adds it back into w's through a strided, transposing pass, on top of a zeroed
+/// buffer of the weight's size.
+struct TrainedProduct;
+
+impl CustomOp2 for TrainedProduct {
+    fn name(&self) -> &'static str {
+        "trained-product"
     }
     fn cpu_fwd(
         &self,
@@ -620,36 +717,45 @@ impl CustomOp2 for FrozenProduct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_kernel!("frozen-product", s1 / l1 => _x, s2 / l2 => y; y.to_vec());
-        Ok((out, l2.shape().clone()))
+        product_fwd(s1, l1, s2, l2, "trained-product")
     }
     fn bwd(
         &self,
-        _x: &Tensor,
-        _y: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.matmul(&self.w)?), None))
+        let x_tracked = x.track_op();
+        // Detached operands: a gradient must not hold on to the forward graph (it is kept in
+        // the gradient store after the graph is dropped).
+        let (x, w) = (x.detach(), w.detach());
+        let grad_x = x_tracked.then(|| grad.matmul(&w)).transpose()?;
+        Ok((grad_x, Some(grad.t()?.matmul(&x)?)))
     }
 }
 
-/// `x · wᵀ` for a weight that is not trained (the base weights under LoRA). candle's matmul
-/// backward always forms the gradient of both operands; for a frozen (out, in) weight that
-/// is a full-size product thrown away, as costly as the forward matmul, plus a zeroed buffer
-/// of the weight's size. This computes only the input's gradient. A trainable weight (a
-/// variable), an input outside any graph, or another device or dtype take the plain matmul.
+/// `x · wᵀ` inside an autograd graph. A weight that is not trained (the base weights under
+/// LoRA) gets no gradient: candle's matmul backward would form the gradient of both operands,
+/// a full-size product thrown away plus a zeroed buffer of the weight's size. A trained weight
+/// (a variable) gets its gradient from one node (see `TrainedProduct`). Another device or
+/// dtype takes candle's matmul.
 ///
 /// # Shapes
 /// x: (M, in), w: (out, in) → (M, out).
 pub fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let plain = || x.matmul(&w.t()?);
-    if w.is_variable() || !x.track_op() || !fusable(x) || x.dtype() != w.dtype() {
-        return plain();
+    if !fusable(x) || x.dtype() != w.dtype() || w.rank() != 2 {
+        return x.matmul(&w.t()?);
     }
-    let y = super::file_blocks::untracked_product(&x.detach(), &w.detach(), None)?.contiguous()?;
-    x.contiguous()?
-        .apply_op2(&y, FrozenProduct { w: w.detach() })
+    if w.is_variable() {
+        return x.contiguous()?.apply_op2(&w.contiguous()?, TrainedProduct);
+    }
+    if !x.track_op() {
+        return x.matmul(&w.t()?);
+    }
+    x.contiguous()?.apply_op1(FrozenProduct {
+        w: w.detach().contiguous()?,
+    })
 }
 
 #[cfg(test)]
@@ -700,15 +806,20 @@ mod tests {
         };
         assert_eq!(weight_sized(&gp), 1);
         assert_eq!(weight_sized(&gf), 0);
-        // A trainable weight keeps candle's matmul and gets its gradient.
+        // A trainable weight gets the gradient candle's matmul gives it, and so does x.
         let v = Var::from_tensor(&w).unwrap();
-        let gv = (frozen_product(&h, v.as_tensor()).unwrap() * &g)
+        let trained = frozen_product(&h, v.as_tensor()).unwrap();
+        let plain = h.matmul(&v.as_tensor().t().unwrap()).unwrap();
+        assert!(close(&trained, &plain) < 1e-12);
+        let gt = (trained * &g)
             .unwrap()
             .sum_all()
             .unwrap()
             .backward()
             .unwrap();
-        assert!(gv.get(&v).is_some());
+        let gp = (plain * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(close(gt.get(&v).unwrap(), gp.get(&v).unwrap()) < 1e-12);
+        assert!(close(gt.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
     }
 
     #[test]

@@ -118,17 +118,17 @@ impl Running<'_> {
                     continue;
                 };
                 let ready = streamable(&text, &self.stops);
-                if let Some(delta) = ready.strip_prefix(m.sent[index].as_str()) {
-                    if !delta.is_empty() {
-                        let event = JobEvent::Delta {
-                            index,
-                            text: delta.to_owned(),
-                        };
-                        if m.job.events.send(event).is_err() {
-                            m.job.cancelled.store(true, Ordering::Relaxed);
-                        }
-                        m.sent[index] = ready.to_owned();
+                if let Some(delta) = ready.strip_prefix(m.sent[index].as_str())
+                    && !delta.is_empty()
+                {
+                    let event = JobEvent::Delta {
+                        index,
+                        text: delta.to_owned(),
+                    };
+                    if m.job.events.send(event).is_err() {
+                        m.job.cancelled.store(true, Ordering::Relaxed);
                     }
+                    m.sent[index] = ready.to_owned();
                 }
             }
         }
@@ -167,13 +167,13 @@ impl Running<'_> {
                 .collect();
             if m.job.stream {
                 for (index, (text, _, _)) in mine.iter().enumerate() {
-                    if let Some(rest) = text.strip_prefix(m.sent[index].as_str()) {
-                        if !rest.is_empty() {
-                            let _ = m.job.events.send(JobEvent::Delta {
-                                index,
-                                text: rest.to_owned(),
-                            });
-                        }
+                    if let Some(rest) = text.strip_prefix(m.sent[index].as_str())
+                        && !rest.is_empty()
+                    {
+                        let _ = m.job.events.send(JobEvent::Delta {
+                            index,
+                            text: rest.to_owned(),
+                        });
                     }
                 }
             }

@@ -123,7 +123,7 @@ pub fn few_shot_text(target: i64, allowed: &[i64]) -> String {
 pub fn parse_steps(answer: &str) -> Option<Vec<i64>> {
     let answer = answer.trim();
     let bytes = answer.as_bytes();
-    if bytes.is_empty() || bytes.len() % 2 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
