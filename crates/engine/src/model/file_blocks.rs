@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, TensorId};
 
+use crate::kernels::MAX_FEW_ROWS;
 use crate::kernels::blocks::BlockWeights;
-use crate::kernels::{MAX_FEW_ROWS, SimdLevel, dense};
 
 /// The file's blocks of one weight tensor, bound to that very tensor: they are used only
 /// while the layer still holds it (a merged adapter, a full fine-tune's variable or a cast
@@ -69,28 +69,13 @@ impl CustomOp2 for FewRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
-            candle_core::bail!("few-rows-product: f32 only");
-        };
-        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("few-rows-product: inputs must be contiguous");
-        };
-        let (m, k) = l1.shape().dims2()?;
-        let (n, _) = l2.shape().dims2()?;
-        let mut out = vec![0f32; m * n];
-        let level = SimdLevel::get();
-        match self.blocks {
-            Some(b) => b.rows_times(level, &x[x0..x1], m, &mut out),
-            None => dense::rows_times_weight(level, &x[x0..x1], m, k, &w[w0..w1], n, &mut out),
-        }
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        super::ops::product_fwd(s1, l1, s2, l2, self.blocks, "few-rows-product")
     }
 }
 
 /// `x · wᵀ` for a weight `w` (out, in) of a linear layer, with the kernel its shape calls for:
-/// inside an autograd graph [`super::ops::frozen_product`] (a trained weight keeps candle's
-/// matmul and its gradient); outside one, [`untracked_product`].
+/// inside an autograd graph [`super::ops::frozen_product`] (which gives a trained weight its
+/// gradient and a frozen one none); outside one, [`untracked_product`].
 ///
 /// # Shapes
 /// x: (M, in), w: (out, in) → (M, out).

@@ -643,12 +643,14 @@ fn gemm_wt<T: Float + 'static>(x: &[T], m: usize, k: usize, w: &[T], n: usize) -
     out
 }
 
-/// The shape check and dispatch shared by both products' forward passes.
-fn product_fwd(
+/// The forward pass of every product with a weight, `x · wᵀ`: the few-rows kernels for a few
+/// f32 rows (from the model file's blocks of w when given), gemm otherwise.
+pub(crate) fn product_fwd(
     x: &CpuStorage,
     lx: &Layout,
     w: &CpuStorage,
     lw: &Layout,
+    blocks: Option<&crate::kernels::blocks::BlockWeights>,
     op: &str,
 ) -> Result<(CpuStorage, Shape)> {
     let (m, k) = lx.shape().dims2()?;
@@ -660,16 +662,11 @@ fn product_fwd(
         // A few f32 rows (decoding-sized products inside a graph) take the few-rows kernel.
         (CpuStorage::F32(x), CpuStorage::F32(w)) if m <= crate::kernels::MAX_FEW_ROWS => {
             let (x, w) = (slice(x, lx, op)?, slice(w, lw, op)?);
-            let mut out = vec![0f32; m * n];
-            crate::kernels::dense::rows_times_weight(
-                crate::kernels::SimdLevel::get(),
-                x,
-                m,
-                k,
-                w,
-                n,
-                &mut out,
-            );
+            let (mut out, level) = (vec![0f32; m * n], crate::kernels::SimdLevel::get());
+            match blocks {
+                Some(b) => b.rows_times(level, x, m, &mut out),
+                None => crate::kernels::dense::rows_times_weight(level, x, m, k, w, n, &mut out),
+            }
             CpuStorage::F32(out)
         }
         _ => float_kernel!(op, x / lx => x, w / lw => w; gemm_wt(x, m, k, w, n)),
@@ -693,7 +690,7 @@ impl CustomOp1 for FrozenProduct {
         let candle_core::Storage::Cpu(w) = &*storage else {
             candle_core::bail!("frozen-product: the weight is not on the CPU");
         };
-        product_fwd(s, l, w, layout, "frozen-product")
+        product_fwd(s, l, w, layout, None, "frozen-product")
     }
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.w)?))
@@ -717,7 +714,7 @@ impl CustomOp2 for TrainedProduct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        product_fwd(s1, l1, s2, l2, "trained-product")
+        product_fwd(s1, l1, s2, l2, None, "trained-product")
     }
     fn bwd(
         &self,
