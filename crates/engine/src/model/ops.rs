@@ -606,6 +606,10 @@ pub fn log_prob_at(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// the CPU has them), into an output that is never zero-filled first (gemm writes every
 /// element; candle's matmul zeroes its output).
 fn gemm_wt<T: Float + 'static>(x: &[T], m: usize, k: usize, w: &[T], n: usize) -> Vec<T> {
+    if k == 0 {
+        // An empty sum: gemm may then leave the output unwritten.
+        return vec![T::zero(); m * n];
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
