@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor};
 
 use super::file_blocks::{WeightBlocks, weight_product};
+use super::lora_product::lora_product;
 
 /// A low-rank adapter: A is (r, in), B is (out, r); only these two are trained.
 #[derive(Debug, Clone)]
@@ -50,14 +51,24 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d_in) = x.dims3()?;
         let x2 = x.reshape((b * t, d_in))?;
-        let mut y = weight_product(&x2, &self.weight, self.blocks.as_ref())?;
+        let adapted = match &self.lora {
+            Some(l) => lora_product(&x2, &self.weight, &l.a, &l.b, l.scale)?,
+            None => None,
+        };
+        let mut y = match adapted {
+            Some(y) => y,
+            None => {
+                let mut y = weight_product(&x2, &self.weight, self.blocks.as_ref())?;
+                if let Some(lora) = &self.lora {
+                    // (B·T, in) · (in, r) · (r, out): the rank-r path never forms (out, in).
+                    let delta = x2.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?;
+                    y = (y + (delta * lora.scale)?)?;
+                }
+                y
+            }
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
-        }
-        if let Some(lora) = &self.lora {
-            // (B·T, in) · (in, r) · (r, out): the rank-r path never forms a (out, in) matrix.
-            let delta = x2.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?;
-            y = (y + (delta * lora.scale)?)?;
         }
         y.reshape((b, t, self.out_dim()))
     }

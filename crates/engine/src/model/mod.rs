@@ -28,5 +28,6 @@ pub use load::{LoadedModel, load_model};
 pub mod chat;
 pub mod checkpoint;
 pub mod file_blocks;
+pub mod lora_product;
 pub mod ops;
 pub mod shared;

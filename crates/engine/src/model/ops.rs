@@ -820,6 +820,9 @@ mod tests {
             .unwrap();
         let gp = (plain * &g).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(close(gt.get(&v).unwrap(), gp.get(&v).unwrap()) < 1e-12);
+        // Regression: a weight gradient formed from the tracked input held the whole forward
+        // graph (training memory grew by the graph every round).
+        assert!(!gt.get(&v).unwrap().track_op());
         assert!(close(gt.get(&x).unwrap(), gp.get(&x).unwrap()) < 1e-12);
     }
 
