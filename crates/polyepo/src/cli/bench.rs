@@ -206,6 +206,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut grads = None;
         if wants(BenchPart::Train) {
             for round in 0..2 {
+                // The previous round's gradients go first, as the peer's
+                // `zero_grad(set_to_none=True)` does.
+                drop(grads.take());
                 let start = Instant::now();
                 // Logits only where a next token exists: the vocabulary projection dominates memory.
                 let hidden = loaded.model.forward_hidden(
