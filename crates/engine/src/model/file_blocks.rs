@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, TensorId};
 
-use crate::kernels::MAX_FEW_ROWS;
 use crate::kernels::blocks::BlockWeights;
 
 /// The file's blocks of one weight tensor, bound to that very tensor: they are used only
@@ -52,15 +51,15 @@ impl WeightBlocks {
     }
 }
 
-/// A few-rows product on the engine's kernels, as a candle op without a backward pass
+/// A product with a weight on the engine's kernels, as a candle op without a backward pass
 /// (used on inputs outside any graph).
-struct FewRows<'a> {
+struct WeightProduct<'a> {
     blocks: Option<&'a BlockWeights>,
 }
 
-impl CustomOp2 for FewRows<'_> {
+impl CustomOp2 for WeightProduct<'_> {
     fn name(&self) -> &'static str {
-        "few-rows-product"
+        "weight-product"
     }
     fn cpu_fwd(
         &self,
@@ -69,7 +68,7 @@ impl CustomOp2 for FewRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        super::ops::product_fwd(s1, l1, s2, l2, self.blocks, "few-rows-product")
+        super::ops::product_fwd(s1, l1, s2, l2, self.blocks, "weight-product")
     }
 }
 
@@ -86,21 +85,22 @@ pub fn weight_product(x: &Tensor, w: &Tensor, blocks: Option<&WeightBlocks>) -> 
     untracked_product(x, w, blocks)
 }
 
-/// `x · wᵀ` of an input outside any autograd graph and a weight that is not trained: the
-/// few-rows kernels for ≤ [`MAX_FEW_ROWS`] rows on a CPU f32 (from the file's blocks when
-/// `blocks` belong to `w`), candle's matmul otherwise.
+/// `x · wᵀ` of an input outside any autograd graph and a weight that is not trained, on a
+/// CPU in f32 or f64: the few-rows kernels for ≤ [`MAX_FEW_ROWS`](crate::kernels::MAX_FEW_ROWS) f32 rows (from the file's
+/// blocks when `blocks` belong to `w`), gemm without a zero-filled output otherwise
+/// ([`super::ops::product_fwd`]); candle's matmul on other devices and dtypes.
 ///
 /// # Shapes
 /// x: (M, in), w: (out, in) → (M, out).
 pub fn untracked_product(x: &Tensor, w: &Tensor, blocks: Option<&WeightBlocks>) -> Result<Tensor> {
-    let few = x.dim(0)? <= MAX_FEW_ROWS
-        && x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32;
-    if !few {
+    let ours = x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && w.dtype() == x.dtype()
+        && w.rank() == 2;
+    if !ours {
         return x.matmul(&w.t()?);
     }
-    let op = FewRows {
+    let op = WeightProduct {
         blocks: blocks.and_then(|b| b.of(w)),
     };
     x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
@@ -109,6 +109,8 @@ pub fn untracked_product(x: &Tensor, w: &Tensor, blocks: Option<&WeightBlocks>) 
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
+
+    use crate::kernels::MAX_FEW_ROWS;
 
     use super::*;
     use crate::kernels::blocks::BlockFormat;
