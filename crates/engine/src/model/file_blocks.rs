@@ -47,7 +47,7 @@ impl WeightBlocks {
 
     /// The blocks, if `weight` is the tensor they were bound to.
     fn of(&self, weight: &Tensor) -> Option<&BlockWeights> {
-        (weight.id() == self.of).then_some(&*self.blocks)
+        self.binds(weight).then_some(&*self.blocks)
     }
 }
 
@@ -93,11 +93,7 @@ pub fn weight_product(x: &Tensor, w: &Tensor, blocks: Option<&WeightBlocks>) -> 
 /// # Shapes
 /// x: (M, in), w: (out, in) → (M, out).
 pub fn untracked_product(x: &Tensor, w: &Tensor, blocks: Option<&WeightBlocks>) -> Result<Tensor> {
-    let ours = x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && w.dtype() == x.dtype()
-        && w.rank() == 2;
-    if !ours {
+    if !super::ops::engine_product_fits(x, w) {
         return x.matmul(&w.t()?);
     }
     let op = WeightProduct {

@@ -8,17 +8,12 @@
 //! large one (the input's `g · W`), computed directly:
 //! gB = s · gᵀ · (x Aᵀ), g_xa = s · g · B, gA = g_xaᵀ · x, gx = g · W + g_xa · A.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::file_blocks::untracked_product;
-
-/// The op: the forward value is computed before the node is made (without a graph) and
-/// handed through once (taken, so the graph does not keep a second copy of every layer's
-/// output); the backward needs W and s.
+/// The op: W (frozen) and s are the layer's; x, A and B are the node's inputs.
 struct LoraProduct {
     w: Tensor,
     scale: f64,
-    y: std::sync::Mutex<Option<Tensor>>,
 }
 
 impl CustomOp3 for LoraProduct {
@@ -27,24 +22,18 @@ impl CustomOp3 for LoraProduct {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        x: &CpuStorage,
+        lx: &Layout,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let taken = self.y.lock().map(|mut y| y.take());
-        let Ok(Some(y)) = taken else {
-            candle_core::bail!("lora-product: the forward value was already used");
+        let (storage, lw) = self.w.storage_and_layout();
+        let candle_core::Storage::Cpu(w) = &*storage else {
+            candle_core::bail!("lora-product: the weight is not on the CPU");
         };
-        let flat = y.flatten_all()?;
-        let out = match flat.dtype() {
-            DType::F32 => CpuStorage::F32(flat.to_vec1()?),
-            DType::F64 => CpuStorage::F64(flat.to_vec1()?),
-            d => candle_core::bail!("lora-product: f32 or f64 only, got {d:?}"),
-        };
-        Ok((out, y.shape().clone()))
+        super::ops::lora_fwd(x, lx, w, lw, a, la, b, lb, self.scale)
     }
     fn bwd(
         &self,
@@ -80,19 +69,14 @@ pub fn lora_product(
 ) -> Result<Option<Tensor>> {
     let fits = !w.track_op()
         && (x.track_op() || a.track_op() || b.track_op())
-        && x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && [w, a, b].iter().all(|t| t.dtype() == x.dtype());
+        && super::ops::engine_product_fits(x, w)
+        && [a, b].iter().all(|t| t.dtype() == x.dtype());
     if !fits {
         return Ok(None);
     }
-    let (xd, ad, bd) = (x.detach(), a.detach(), b.detach());
-    let delta = (xd.matmul(&ad.t()?)?.matmul(&bd.t()?)? * scale)?;
-    let y = (untracked_product(&xd, w, None)? + delta)?;
     let op = LoraProduct {
-        w: w.detach(),
+        w: w.detach().contiguous()?,
         scale,
-        y: std::sync::Mutex::new(Some(y)),
     };
     Ok(Some(x.contiguous()?.apply_op3(
         &a.contiguous()?,
@@ -134,8 +118,6 @@ mod tests {
         for v in [&x, &a, &b] {
             let (f, p) = (gf.get(v).unwrap(), gp.get(v).unwrap());
             assert!(diff(f, p) < 1e-10 && crate::parity::max_abs(p).unwrap() > 0.0);
-            // Regression: gradients built from the tracked operands kept the forward graph
-            // alive (1.2 GiB more peak memory in an RL step).
         }
         // Regression: gradients built from the tracked operands kept the forward graph alive
         // (1.2 GiB more peak memory in an RL step). (x's gradient passes through candle's

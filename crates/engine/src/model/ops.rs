@@ -678,6 +678,57 @@ pub(crate) fn product_fwd(
     Ok((out, Shape::from((m, n))))
 }
 
+/// The forward pass of an adapted layer, `x · wᵀ + s · (x · aᵀ) · bᵀ`: the weight's product
+/// as [`product_fwd`] computes it, plus the rank-r path by gemm, added in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lora_fwd(
+    x: &CpuStorage,
+    lx: &Layout,
+    w: &CpuStorage,
+    lw: &Layout,
+    a: &CpuStorage,
+    la: &Layout,
+    b: &CpuStorage,
+    lb: &Layout,
+    scale: f64,
+) -> Result<(CpuStorage, Shape)> {
+    const OP: &str = "lora-product";
+    fn add_low_rank<T: Float + 'static>(
+        mut y: Vec<T>,
+        (x, a, b): (&[T], &[T], &[T]),
+        (m, k, r, n): (usize, usize, usize, usize),
+        scale: T,
+    ) -> Vec<T> {
+        let xa = gemm_wt(x, m, k, a, r); // (M, r)
+        let delta = gemm_wt(&xa, m, r, b, n); // (M, out)
+        for (y, d) in y.iter_mut().zip(delta) {
+            *y = *y + d * scale;
+        }
+        y
+    }
+    let (y, shape) = product_fwd(x, lx, w, lw, None, OP)?;
+    let (m, k) = lx.shape().dims2()?;
+    let (r, n) = (la.shape().dims2()?.0, shape.dims2()?.1);
+    let out = match (y, x, a, b) {
+        (CpuStorage::F32(y), CpuStorage::F32(x), CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            let xab = (slice(x, lx, OP)?, slice(a, la, OP)?, slice(b, lb, OP)?);
+            CpuStorage::F32(add_low_rank(y, xab, (m, k, r, n), scale as f32))
+        }
+        (CpuStorage::F64(y), CpuStorage::F64(x), CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            let xab = (slice(x, lx, OP)?, slice(a, la, OP)?, slice(b, lb, OP)?);
+            CpuStorage::F64(add_low_rank(y, xab, (m, k, r, n), scale))
+        }
+        _ => candle_core::bail!("{OP}: x, W, A and B must all be f32 or all f64"),
+    };
+    Ok((out, shape))
+}
+
+/// Whether `x · wᵀ` can take the engine's products: CPU floats (f32 or f64) of one dtype and
+/// a 2-D weight. Anything else takes candle's matmul.
+pub(crate) fn engine_product_fits(x: &Tensor, w: &Tensor) -> bool {
+    fusable(x) && x.dtype() == w.dtype() && w.rank() == 2
+}
+
 /// `x · wᵀ` for a weight that is not trained: the backward pass gives x the gradient
 /// `grad · w` and w none.
 struct FrozenProduct {
@@ -745,7 +796,7 @@ impl CustomOp2 for TrainedProduct {
 /// # Shapes
 /// x: (M, in), w: (out, in) → (M, out).
 pub fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if !fusable(x) || x.dtype() != w.dtype() || w.rank() != 2 {
+    if !engine_product_fits(x, w) {
         return x.matmul(&w.t()?);
     }
     if w.is_variable() {
