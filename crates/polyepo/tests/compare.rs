@@ -172,6 +172,51 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     assert_eq!(metrics_written(), before);
     assert!(runs.join("grpo-seed1/evals/final-t1-m4.json").exists());
 
+    // A fresh machine without `runs/` takes every unit from the archive beside the report:
+    // nothing is trained or evaluated, and the summary is the same.
+    let archived: Vec<String> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(archived.len(), 2 * 3, "{archived:?}");
+    let away = root.join("runs-away");
+    std::fs::rename(&runs, &away).unwrap();
+    let mut from_archive = 0;
+    let again = run(&more, &mut from_archive);
+    assert_eq!(from_archive, 0);
+    assert!(!runs.join("grpo-seed0").exists());
+    assert_eq!(
+        serde_json::to_string(&again).unwrap(),
+        serde_json::to_string(&summary).unwrap()
+    );
+    // A unit whose config no longer matches is made again, not taken from the archive.
+    let mut shorter = more.clone();
+    shorter.arms[1].set.push("run.steps=3".into());
+    let mut retrained = 0;
+    run_and_report(
+        &shorter,
+        &runs,
+        &out,
+        Arc::new(AtomicBool::new(false)),
+        &mut |e| {
+            if matches!(e, StudyEvent::Evaluating { .. }) {
+                retrained += 1;
+            }
+        },
+    )
+    .unwrap()
+    .unwrap();
+    // GRPO at both seeds: step 2 along training and the final policy.
+    assert_eq!(retrained, 2 * 2);
+    assert!(runs.join("grpo-seed0/metrics.jsonl").exists());
+    assert!(!runs.join("poly-epo-seed0").exists());
+    std::fs::remove_dir_all(&runs).unwrap();
+    std::fs::rename(&away, &runs).unwrap();
+    // The runs on disk put the archive back in step without evaluating anything.
+    let mut restored = 0;
+    run(&more, &mut restored);
+    assert_eq!(restored, 0);
+
     // A shared runs directory refuses to hand an arm a run made with another config.
     let mut changed = more.clone();
     changed.arms[1].set.push("loss.clip_high=0.3".into());

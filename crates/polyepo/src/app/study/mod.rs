@@ -3,6 +3,7 @@
 //! `polyepo experiment FILE` runs one from a checked-in plan; `polyepo compare` builds a
 //! plan from its flags.
 
+pub mod archive;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -30,7 +31,14 @@ pub fn run_and_report(
 ) -> TrainResult<Option<(StudySummary, Vec<PathBuf>)>> {
     // Plans built in code (not loaded from a file) get the same checks.
     plan.check(&format!("study `{}`", plan.name))?;
-    let Some(runs) = run::run_study(plan, runs_root, stop, on_event)? else {
+    let Some(runs) = run::run_study(
+        plan,
+        runs_root,
+        &archive::Archive::in_report(out),
+        stop,
+        on_event,
+    )?
+    else {
         return Ok(None);
     };
     let summary = summary::summarize(

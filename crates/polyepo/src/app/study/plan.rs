@@ -281,7 +281,7 @@ impl StudyPlan {
         let overrides: Vec<String> = self.set.iter().chain(&arm.set).cloned().collect();
         let mut cfg = TrainConfig::load(self.config.as_deref(), &overrides)?;
         cfg.run.seed = seed;
-        cfg.run.name = format!("{}-seed{seed}", arm.slug());
+        cfg.run.name = super::archive::unit_name(&arm.slug(), seed);
         if self.eval.every > 0 {
             cfg.run.checkpoint_every = self.eval.every;
         }

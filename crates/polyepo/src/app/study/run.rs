@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::archive::{Archive, Wanted, unit_name};
 use super::plan::{Arm, BASE_ROW, StudyPlan};
 use crate::app::eval::{EvalReport, EvalSettings, evaluate};
 use crate::rl::config::{ModelSource, TrainConfig};
@@ -111,10 +112,24 @@ fn save(path: &Path, report: &EvalReport) -> TrainResult<()> {
     write_atomic(path, &json).map_err(|e| TrainError::io(path, e))
 }
 
-/// Runs one study (runs under `runs_root`), returning `None` when stopped.
+/// The steps strictly inside a run of `steps` at which the policy is evaluated along training.
+fn along_steps(every: u64, steps: u64) -> Vec<u64> {
+    if every == 0 {
+        return Vec::new();
+    }
+    (1..)
+        .map(|i| i * every)
+        .take_while(|&s| s < steps)
+        .collect()
+}
+
+/// Runs one study (runs under `runs_root`), returning `None` when stopped. A unit found in
+/// `archive` with the config and evaluation settings the plan asks for is taken from there
+/// (the machine may not have `runs/` any more); every unit made is archived.
 pub fn run_study(
     plan: &StudyPlan,
     runs_root: &Path,
+    archive: &Archive,
     stop: Arc<AtomicBool>,
     on_event: &mut dyn FnMut(StudyEvent<'_>),
 ) -> TrainResult<Option<StudyRuns>> {
@@ -142,42 +157,72 @@ pub fn run_study(
     for &seed in &plan.seeds.0 {
         // The base row of this seed: every arm of the seed starts from this policy.
         let base_cfg = plan.base_config(seed)?;
-        let base_dir = runs_root.join(format!("{BASE_ROW}-seed{seed}"));
+        let base_unit = unit_name(BASE_ROW, seed);
+        let base_dir = runs_root.join(&base_unit);
         on_event(StudyEvent::Run {
             index,
             total,
             dir: &base_dir,
         });
         index += 1;
-        let evals = evaluate_all(
-            &base_cfg,
-            &base_dir,
-            &temperatures,
-            &settings_at,
-            &mut |cfg, dir, log| base_model(cfg, dir, log),
-            on_event,
-        )?;
-        let base_eval = evals[0].clone();
-        rows[0].runs.push(SeedRun {
-            seed,
-            evals,
-            along: Vec::new(),
-            metrics: Vec::new(),
-        });
+        let base_settings: Vec<EvalSettings> = temperatures
+            .iter()
+            .map(|&t| settings_at(&base_cfg, t))
+            .collect();
+        let wanted = Wanted {
+            config: &base_cfg,
+            evals: &base_settings,
+        };
+        let base_run = match archive.find(&base_unit, &wanted) {
+            Some(run) => run,
+            None => {
+                let evals = evaluate_all(
+                    &base_cfg,
+                    &base_dir,
+                    &temperatures,
+                    &settings_at,
+                    &mut |cfg, dir, log| base_model(cfg, dir, log),
+                    on_event,
+                )?;
+                let run = SeedRun {
+                    seed,
+                    evals,
+                    along: Vec::new(),
+                    metrics: Vec::new(),
+                };
+                archive.keep(&base_unit, &base_cfg, &run)?;
+                run
+            }
+        };
+        let base_eval = base_run.evals[0].clone();
+        rows[0].runs.push(base_run);
         for (arm_index, arm) in plan.arms.iter().enumerate() {
             if stop.load(Ordering::SeqCst) {
                 return Ok(None);
             }
-            let dir = runs_root.join(format!("{}-seed{seed}", arm.slug()));
+            let unit = unit_name(&arm.slug(), seed);
+            let dir = runs_root.join(&unit);
             on_event(StudyEvent::Run {
                 index,
                 total,
                 dir: &dir,
             });
             index += 1;
+            let cfg = plan.arm_config(arm, seed)?;
+            let settings: Vec<EvalSettings> =
+                temperatures.iter().map(|&t| settings_at(&cfg, t)).collect();
+            let wanted = Wanted {
+                config: &cfg,
+                evals: &settings,
+            };
+            if let Some(run) = archive.find(&unit, &wanted) {
+                rows[1 + arm_index].runs.push(run);
+                continue;
+            }
             let Some(run) = run_arm(
                 plan,
                 arm,
+                &cfg,
                 seed,
                 &dir,
                 &temperatures,
@@ -189,6 +234,7 @@ pub fn run_study(
             else {
                 return Ok(None);
             };
+            archive.keep(&unit, &cfg, &run)?;
             rows[1 + arm_index].runs.push(run);
         }
     }
@@ -259,6 +305,7 @@ fn evaluate_all(
 fn run_arm(
     plan: &StudyPlan,
     arm: &Arm,
+    cfg: &TrainConfig,
     seed: u64,
     dir: &Path,
     temperatures: &[f64],
@@ -267,7 +314,6 @@ fn run_arm(
     stop: Arc<AtomicBool>,
     on_event: &mut dyn FnMut(StudyEvent<'_>),
 ) -> TrainResult<Option<SeedRun>> {
-    let cfg = plan.arm_config(arm, seed)?;
     let run = RunDir::at(dir);
     let main = settings_at(&cfg, temperatures[0]);
     // A shared runs directory must not hand one arm another arm's run.
@@ -277,7 +323,7 @@ fn run_arm(
     let same_training = |existing: &str| {
         toml::from_str::<TrainConfig>(existing).is_ok_and(|mut old| {
             old.run.checkpoint_every = cfg.run.checkpoint_every;
-            old == cfg
+            old == *cfg
         })
     };
     if let Ok(existing) = std::fs::read_to_string(run.config_path())
@@ -347,13 +393,9 @@ fn run_arm(
         on_event,
     )?;
     let mut along = vec![(0, base_eval.clone())];
-    if plan.eval.every > 0 {
-        let mut step = plan.eval.every;
-        while step < cfg.run.steps {
-            if let Some(report) = stored(&along_file(dir, step, &main), &main) {
-                along.push((step, report));
-            }
-            step += plan.eval.every;
+    for step in along_steps(plan.eval.every, cfg.run.steps) {
+        if let Some(report) = stored(&along_file(dir, step, &main), &main) {
+            along.push((step, report));
         }
     }
     along.push((cfg.run.steps, evals[0].clone()));
