@@ -315,7 +315,7 @@ fn run_arm(
     on_event: &mut dyn FnMut(StudyEvent<'_>),
 ) -> TrainResult<Option<SeedRun>> {
     let run = RunDir::at(dir);
-    let main = settings_at(&cfg, temperatures[0]);
+    let main = settings_at(cfg, temperatures[0]);
     // A shared runs directory must not hand one arm another arm's run.
     // Compared as configs, not text, so a key added to the config since keeps old runs;
     // the checkpoint period does not change training, so studies that evaluate along
@@ -344,10 +344,10 @@ fn run_arm(
             // the directory, so the run starts again.
             std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         }
-        let task = build_task(&cfg)?;
+        let task = build_task(cfg)?;
         let mut failure: Option<TrainError> = None;
         let summary = train(
-            &cfg,
+            cfg,
             dir,
             TrainOptions {
                 resume,
@@ -385,7 +385,7 @@ fn run_arm(
     }
     let final_model = run.final_model();
     let evals = evaluate_all(
-        &cfg,
+        cfg,
         dir,
         temperatures,
         settings_at,
