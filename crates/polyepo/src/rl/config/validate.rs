@@ -313,6 +313,15 @@ impl TrainConfig {
                     ),
                 )?;
                 require(
+                    c.targets[0] <= c.targets[1],
+                    origin,
+                    "task.reach.targets",
+                    format!(
+                        "is {:?}; use [smallest, largest] with smallest <= largest, e.g. [-6, 12]",
+                        c.targets
+                    ),
+                )?;
+                require(
                     c.set_size >= 2 && c.set_size <= c.train_steps.len(),
                     origin,
                     "task.reach.set_size",

@@ -42,6 +42,22 @@ pub struct ReachConfig {
     /// run of steps in the reply) or `few-shot` (plain text after three worked examples, for
     /// small real models; the answer is the last run of steps on the reply's first line).
     pub style: PromptStyle,
+    /// Smallest and largest target, inclusive.
+    pub targets: [i64; 2],
+    /// Which held-out prompts to draw: `shifted` (each allowed set holds a step never allowed
+    /// in training: does the policy transfer?) or `training` (allowed sets and targets from the
+    /// training distribution, prompts that are not training prompts: did it learn the task?).
+    pub held_out: HeldOut,
+}
+
+/// The distribution of the held-out prompts of reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeldOut {
+    /// Each allowed set holds at least one step outside `train_steps`.
+    Shifted,
+    /// The training distribution, without the training prompts themselves.
+    Training,
 }
 
 impl Default for ReachConfig {
@@ -53,6 +69,8 @@ impl Default for ReachConfig {
             set_size: 3,
             seed: 1234,
             style: PromptStyle::Compact,
+            targets: [-6, 12],
+            held_out: HeldOut::Shifted,
         }
     }
 }
@@ -188,8 +206,8 @@ impl Reach {
             .copied()
             .filter(|s| !cfg.train_steps.contains(s))
             .collect();
-        let mut draw = |held_out: bool| {
-            let mut allowed: Vec<i64> = if held_out {
+        let mut draw = |shifted: bool| {
+            let mut allowed: Vec<i64> = if shifted {
                 // At least one step never seen in training.
                 let mut a = vec![*novel.choose(&mut rng).unwrap_or(&9)];
                 while a.len() < cfg.set_size {
@@ -206,7 +224,7 @@ impl Reach {
                 pool
             };
             allowed.sort_unstable_by(|a, b| b.cmp(a));
-            let target = rng.random_range(-6..=12);
+            let target = rng.random_range(cfg.targets[0]..=cfg.targets[1]);
             // Prompts with several strategies only: exploration must matter.
             (solutions(&allowed, target).len() >= 3).then(|| Prompt {
                 text: match cfg.style {
@@ -218,7 +236,16 @@ impl Reach {
             })
         };
         let train = draw_prompts(cfg.train_prompts, "task.reach", || draw(false))?;
-        let eval = draw_prompts(cfg.eval_prompts, "task.reach", || draw(true))?;
+        let eval = match cfg.held_out {
+            HeldOut::Shifted => draw_prompts(cfg.eval_prompts, "task.reach", || draw(true))?,
+            HeldOut::Training => {
+                let seen: std::collections::HashSet<String> =
+                    train.iter().map(|p| p.text.clone()).collect();
+                draw_prompts(cfg.eval_prompts, "task.reach.held_out", || {
+                    draw(false).filter(|p| !seen.contains(&p.text))
+                })?
+            }
+        };
         Ok(Self {
             train,
             eval,
@@ -379,6 +406,48 @@ mod tests {
                 .iter()
                 .all(|p| task.needs_unseen(p) == Some(false))
         );
+    }
+
+    #[test]
+    fn the_training_held_out_split_draws_new_prompts_from_the_training_distribution() {
+        let cfg = ReachConfig {
+            train_prompts: 64,
+            eval_prompts: 32,
+            targets: [1, 6],
+            held_out: HeldOut::Training,
+            ..ReachConfig::default()
+        };
+        let task = Reach::new(&cfg).unwrap();
+        let train: Vec<&str> = task
+            .train_prompts()
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect();
+        for p in task.eval_prompts() {
+            let (target, allowed) = Reach::spec(p);
+            assert!((1..=6).contains(&target), "{}", p.text);
+            assert!(
+                allowed.iter().all(|s| cfg.train_steps.contains(s)),
+                "{}",
+                p.text
+            );
+            assert!(
+                !train.contains(&p.text.as_str()),
+                "{} is a training prompt",
+                p.text
+            );
+            assert_eq!(task.needs_unseen(p), Some(false));
+        }
+        // The shifted split (the default) of the same settings allows unseen steps.
+        let shifted = Reach::new(&ReachConfig {
+            held_out: HeldOut::Shifted,
+            ..cfg
+        })
+        .unwrap();
+        assert!(shifted.eval_prompts().iter().all(|p| {
+            let (_, allowed) = Reach::spec(p);
+            allowed.iter().any(|s| !shifted.train_steps.contains(s))
+        }));
     }
 
     #[test]
