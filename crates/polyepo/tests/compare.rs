@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use polyepo::app::eval::EvalReport;
 use polyepo::app::report::training_report;
-use polyepo::app::study::{StudyEvent, StudyPlan, StudySummary, run_and_report};
+use polyepo::app::study::{EvalSplit, StudyEvent, StudyPlan, StudySummary, run_and_report};
 use polyepo::rl::train::run_dir::read_metrics;
 
 mod common;
@@ -172,6 +172,42 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     assert_eq!(metrics_written(), before);
     assert!(runs.join("grpo-seed1/evals/final-t1-m4.json").exists());
 
+    // A further held-out split evaluates every final policy (and the base) once more, at the
+    // main temperature, with its own table and paired differences.
+    let mut more = more;
+    more.eval.splits.push(EvalSplit {
+        name: "training".into(),
+        set: vec!["task.reach.held_out=training".into()],
+    });
+    let mut on_split = 0;
+    let summary = run(&more, &mut on_split);
+    assert_eq!(on_split, 3 * 2);
+    assert_eq!(metrics_written(), before);
+    assert_eq!(summary.splits.len(), 1);
+    let split = &summary.splits[0];
+    assert_eq!(split.prompts, 8);
+    let names: Vec<&str> = split.rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["base", "POLY-EPO", "GRPO"]);
+    let paired: Vec<&str> = split.paired.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(paired, ["base", "GRPO"]);
+    // The split's prompts are not the main held-out ones, so its figures are its own.
+    let per_prompt = |path: &str| {
+        let e: EvalReport =
+            serde_json::from_str(&std::fs::read_to_string(runs.join(path)).unwrap()).unwrap();
+        e.per_prompt
+    };
+    let split_file = std::fs::read_dir(runs.join("grpo-seed0/evals"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("final-training"))
+        .expect("the split's evaluation file");
+    assert_ne!(
+        per_prompt(&format!("grpo-seed0/evals/{split_file}")),
+        per_prompt("grpo-seed0/evals/final-t1-m6.json")
+    );
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(md.contains("## Held-out split `training`"), "{md}");
+
     // A fresh machine without `runs/` takes every unit from the archive beside the report:
     // nothing is trained or evaluated, and the summary is the same.
     let archived: Vec<String> = std::fs::read_dir(out.join("runs"))
@@ -206,8 +242,8 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     )
     .unwrap()
     .unwrap();
-    // GRPO at both seeds: step 2 along training and the final policy.
-    assert_eq!(retrained, 2 * 2);
+    // GRPO at both seeds: step 2 along training, the final policy and the split.
+    assert_eq!(retrained, 2 * 3);
     assert!(runs.join("grpo-seed0/metrics.jsonl").exists());
     assert!(!runs.join("poly-epo-seed0").exists());
     std::fs::remove_dir_all(&runs).unwrap();
@@ -266,6 +302,27 @@ fn experiment_cli_names_the_file_and_key_of_a_bad_plan() {
         !ok && err.contains("plan.toml") && err.contains("2-1"),
         "{err}"
     );
+    // A split may only change the task, and only to a valid value.
+    for (set, needles) in [
+        ("optim.lr=0", vec!["eval.split[0]", "task.*"]),
+        (
+            "task.reach.held_out=sideways",
+            vec!["eval.split[0]", "held_out"],
+        ),
+    ] {
+        std::fs::write(
+            &plan,
+            format!(
+                "name = \"x\"\nseeds = \"0\"\n[[arm]]\nname = \"a\"\nset = []\n[[eval.split]]\nname = \"s\"\nset = [\"{set}\"]\n"
+            ),
+        )
+        .unwrap();
+        let (ok, err) = polyepo(&["experiment", plan.to_str().unwrap()]);
+        assert!(!ok && err.contains("plan.toml"), "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle} missing: {err}");
+        }
+    }
     let (ok, err) = polyepo(&["compare", "--seeds", "1,1"]);
     assert!(!ok && err.contains("twice"), "{err}");
     std::fs::remove_dir_all(&root).ok();

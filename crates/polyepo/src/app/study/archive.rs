@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::plan::EvalSplit;
 use super::run::SeedRun;
 use crate::app::eval::EvalSettings;
 use crate::rl::config::TrainConfig;
@@ -40,6 +41,8 @@ pub struct Wanted<'a> {
     pub config: &'a TrainConfig,
     /// Evaluation settings of the final policy, one per temperature, in plan order.
     pub evals: &'a [EvalSettings],
+    /// The further held-out splits the plan evaluates on (at the main settings).
+    pub splits: &'a [EvalSplit],
 }
 
 impl Archive {
@@ -75,7 +78,12 @@ impl Archive {
                 .iter()
                 .zip(wanted.evals)
                 .all(|(r, s)| r.settings.as_ref() == Some(s));
-        evals_match.then_some(run)
+        let splits_match =
+            run.splits.len() == wanted.splits.len()
+                && run.splits.iter().zip(wanted.splits).all(|((split, r), s)| {
+                    split == s && r.settings.as_ref() == wanted.evals.first()
+                });
+        (evals_match && splits_match).then_some(run)
     }
 
     /// Keeps `run`, made with `config`, under `unit` (written atomically).

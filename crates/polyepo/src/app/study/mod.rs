@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use plan::{Arm, EvalPlan, Seeds, StudyPlan};
+pub use plan::{Arm, EvalPlan, EvalSplit, Seeds, StudyPlan};
 pub use run::{StudyEvent, StudyRuns};
 pub use summary::StudySummary;
 

@@ -112,6 +112,35 @@ pub struct EvalPlan {
     pub every: u64,
     /// Bootstrap resamples for the intervals.
     pub resamples: usize,
+    /// Further held-out splits the final policies are evaluated on (at the main temperature),
+    /// each with its own pass@k table and paired differences in the report.
+    #[serde(rename = "split")]
+    pub splits: Vec<EvalSplit>,
+}
+
+/// A further held-out split: task overrides applied to a row's config for evaluation only
+/// (`task.reach.held_out=shifted`), so that a study can ask both "did it learn the task?"
+/// and "does it transfer?" of the same trained policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSplit {
+    /// Name for the report (`shifted`).
+    pub name: String,
+    /// `task.*` overrides applied after the row's own.
+    pub set: Vec<String>,
+}
+
+impl EvalSplit {
+    /// The name of its evaluation files: its name and overrides, so that a changed split is
+    /// evaluated again.
+    pub fn slug(&self) -> String {
+        slug(&format!("{} {}", self.name, self.set.join(" ")))
+    }
+
+    /// The config a row with `cfg` is evaluated with on this split.
+    pub fn config_for(&self, cfg: &TrainConfig) -> Result<TrainConfig, ConfigError> {
+        cfg.with_overrides(&self.set)
+    }
 }
 
 impl Default for EvalPlan {
@@ -122,6 +151,7 @@ impl Default for EvalPlan {
             ks: vec![1, 8, 32, 128],
             every: 0,
             resamples: 2000,
+            splits: Vec::new(),
         }
     }
 }
@@ -266,6 +296,42 @@ impl StudyPlan {
                 "eval.temperatures",
                 format!("{t} is not a temperature (finite, ≥ 0)"),
             ));
+        }
+        let mut split_names = Vec::new();
+        for (i, split) in self.eval.splits.iter().enumerate() {
+            let key = format!("eval.split[{i}] ({})", split.name);
+            if split.name.is_empty() || split_names.contains(&split.name) {
+                return Err(fail(
+                    &format!("eval.split[{i}].name"),
+                    format!("`{}` is empty or names another split", split.name),
+                ));
+            }
+            split_names.push(split.name.clone());
+            if let Some(bad) = split
+                .set
+                .iter()
+                .find(|o| !o.trim_start().starts_with("task."))
+            {
+                return Err(fail(
+                    &format!("{key}.set"),
+                    format!(
+                        "`{bad}` is not a `task.*` override; a split changes which prompts are evaluated, never the training"
+                    ),
+                ));
+            }
+            let cfg = split.config_for(&base).map_err(|e| {
+                fail(
+                    &format!("{key}.set: {}", e.key),
+                    format!("{} (config {})", e.message, e.origin),
+                )
+            })?;
+            if cfg.task.kind != base.task.kind {
+                return Err(fail(
+                    &format!("{key}.set"),
+                    "changes the task's kind; a split evaluates the same task on other prompts"
+                        .into(),
+                ));
+            }
         }
         if self.eval.resamples < 100 {
             return Err(fail(

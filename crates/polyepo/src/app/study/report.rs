@@ -181,6 +181,53 @@ pub fn write_report(
         }
     }
 
+    // Further held-out splits.
+    for split in &summary.splits {
+        md.push_str(&format!(
+            "\n## Held-out split `{}`\n\nThe same final policies on {} other held-out prompts (`{}`), at the main temperature.\n\n| row |",
+            split.name,
+            split.prompts,
+            split.set.join("`, `")
+        ));
+        for k in &summary.ks {
+            md.push_str(&format!(" pass@{k} |"));
+        }
+        md.push_str(" correct strategies / prompt | needs unseen: pass@{m} |\n|---|");
+        md.push_str(&"---|".repeat(summary.ks.len() + 2));
+        md.push('\n');
+        for (name, h, d) in &split.rows {
+            md.push_str(&format!("| {name} |"));
+            for k in &summary.ks {
+                let cell = h.at(*k).map_or("—".into(), |i| show(&i));
+                md.push_str(&format!(" {cell} |"));
+            }
+            md.push_str(&format!(
+                " {} | {} |\n",
+                show(&h.correct_strategies),
+                d.as_ref().map_or("—".into(), |d| show(&d.unseen.1))
+            ));
+        }
+        if let Some(first) = split.paired.first() {
+            md.push_str(&format!(
+                "\nRow minus `{}` on this split (bootstrap interval; p: exact sign-flip test over seeds).\n\n| row | Δ pass@1 | Δ pass@{m} | Δ correct strategies / prompt | ahead on pass@{m} | p (pass@1) | p (pass@{m}) |\n|---|---|---|---|---|---|---|\n",
+                first.reference
+            ));
+            for p in &split.paired {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {}/{} | {:.3} | {:.3} |\n",
+                    p.name,
+                    show_paired(&p.pass_at_1),
+                    show_paired(&p.pass_at_max),
+                    show_paired(&p.correct_strategies),
+                    p.pass_at_max.wins,
+                    p.pass_at_max.seeds,
+                    p.pass_at_1.p,
+                    p.pass_at_max.p
+                ));
+            }
+        }
+    }
+
     // Training.
     md.push_str(&format!(
         "\n## Training (mean of the last {LAST_STEPS} steps; interval over seeds)\n\n| row | reward | correct strategies / prompt | token entropy | incorrect samples with a positive advantage | mean advantage of correct samples |\n|---|---|---|---|---|---|\n"

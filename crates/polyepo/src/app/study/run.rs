@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::archive::{Archive, Wanted, unit_name};
-use super::plan::{Arm, BASE_ROW, StudyPlan};
+use super::plan::{Arm, BASE_ROW, EvalSplit, StudyPlan};
 use crate::app::eval::{EvalReport, EvalSettings, evaluate};
 use crate::rl::config::{ModelSource, TrainConfig};
 use crate::rl::train::run_dir::{RunDir, read_metrics};
@@ -32,6 +32,10 @@ pub struct SeedRun {
     pub along: Vec<(u64, EvalReport)>,
     /// The training metrics (empty for the base row).
     pub metrics: Vec<StepMetrics>,
+    /// The final policy on each of the plan's further held-out splits, at the main
+    /// temperature, in plan order.
+    #[serde(default)]
+    pub splits: Vec<(EvalSplit, EvalReport)>,
 }
 
 /// Every seed of one row of the study.
@@ -87,6 +91,15 @@ fn eval_file(dir: &Path, settings: &EvalSettings) -> PathBuf {
     dir.join("evals").join(format!(
         "final-t{}-m{}.json",
         settings.temperature, settings.samples
+    ))
+}
+
+fn split_file(dir: &Path, split: &EvalSplit, settings: &EvalSettings) -> PathBuf {
+    dir.join("evals").join(format!(
+        "final-{}-t{}-m{}.json",
+        split.slug(),
+        settings.temperature,
+        settings.samples
     ))
 }
 
@@ -172,14 +185,16 @@ pub fn run_study(
         let wanted = Wanted {
             config: &base_cfg,
             evals: &base_settings,
+            splits: &plan.eval.splits,
         };
         let base_run = match archive.find(&base_unit, &wanted) {
             Some(run) => run,
             None => {
-                let evals = evaluate_all(
+                let (evals, splits) = evaluate_all(
                     &base_cfg,
                     &base_dir,
                     &temperatures,
+                    &plan.eval.splits,
                     &settings_at,
                     &mut |cfg, dir, log| base_model(cfg, dir, log),
                     on_event,
@@ -189,6 +204,7 @@ pub fn run_study(
                     evals,
                     along: Vec::new(),
                     metrics: Vec::new(),
+                    splits,
                 };
                 archive.keep(&base_unit, &base_cfg, &run)?;
                 run
@@ -214,6 +230,7 @@ pub fn run_study(
             let wanted = Wanted {
                 config: &cfg,
                 evals: &settings,
+                splits: &plan.eval.splits,
             };
             if let Some(run) = archive.find(&unit, &wanted) {
                 rows[1 + arm_index].runs.push(run);
@@ -261,21 +278,43 @@ fn base_model(cfg: &TrainConfig, dir: &Path, log: &mut dyn FnMut(String)) -> Tra
     }
 }
 
-/// Evaluates the model `open` names at every temperature (stored results reused).
+/// Evaluations of one policy: one per temperature, then one per further split.
+type Evaluations = (Vec<EvalReport>, Vec<(EvalSplit, EvalReport)>);
+
+/// Evaluates the model `open` names at every temperature, then on every further split at the
+/// main temperature (stored results reused).
 fn evaluate_all(
     cfg: &TrainConfig,
     dir: &Path,
     temperatures: &[f64],
+    splits: &[EvalSplit],
     settings_at: &dyn Fn(&TrainConfig, f64) -> EvalSettings,
     open: &mut ModelOpener<'_>,
     on_event: &mut dyn FnMut(StudyEvent<'_>),
-) -> TrainResult<Vec<EvalReport>> {
+) -> TrainResult<Evaluations> {
     let mut loaded: Option<(Llama, TextTokenizer)> = None;
-    let task = build_task(cfg)?;
-    let mut out = Vec::with_capacity(temperatures.len());
+    let main = settings_at(cfg, temperatures[0]);
+    // (what, file, settings, task) for every evaluation, the temperatures first.
+    let mut jobs = Vec::with_capacity(temperatures.len() + splits.len());
     for &t in temperatures {
         let settings = settings_at(cfg, t);
-        let path = eval_file(dir, &settings);
+        jobs.push((
+            format!("T = {t}"),
+            eval_file(dir, &settings),
+            settings,
+            build_task(cfg)?,
+        ));
+    }
+    for split in splits {
+        jobs.push((
+            format!("split `{}`", split.name),
+            split_file(dir, split, &main),
+            main.clone(),
+            build_task(&split.config_for(cfg)?)?,
+        ));
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for (what, path, settings, task) in jobs {
         if let Some(report) = stored(&path, &settings) {
             out.push(report);
             continue;
@@ -289,15 +328,13 @@ fn evaluate_all(
             loaded = Some((l.model, l.tokenizer));
         }
         let (model, tokenizer) = loaded.as_ref().expect("loaded above");
-        on_event(StudyEvent::Evaluating {
-            dir,
-            what: format!("T = {t}"),
-        });
+        on_event(StudyEvent::Evaluating { dir, what });
         let report = evaluate(model, tokenizer, task.as_ref(), &settings, None)?;
         save(&path, &report)?;
         out.push(report);
     }
-    Ok(out)
+    let by_split = out.split_off(temperatures.len());
+    Ok((out, splits.iter().cloned().zip(by_split).collect()))
 }
 
 /// Trains one arm at one seed (or finds it trained) and evaluates it.
@@ -384,10 +421,11 @@ fn run_arm(
         }
     }
     let final_model = run.final_model();
-    let evals = evaluate_all(
+    let (evals, splits) = evaluate_all(
         cfg,
         dir,
         temperatures,
+        &plan.eval.splits,
         settings_at,
         &mut |_, _, _| Ok(final_model.clone()),
         on_event,
@@ -404,5 +442,6 @@ fn run_arm(
         evals,
         along,
         metrics: read_metrics(dir)?,
+        splits,
     }))
 }

@@ -126,6 +126,25 @@ pub struct StudySummary {
     pub rows: Vec<RowSummary>,
     /// Paired comparisons with the reference row.
     pub paired: Vec<PairedRow>,
+    /// The further held-out splits, in plan order.
+    #[serde(default)]
+    pub splits: Vec<SplitSummary>,
+}
+
+/// One further held-out split's figures (the final policies at the main temperature).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitSummary {
+    /// The split's name.
+    pub name: String,
+    /// Its overrides.
+    pub set: Vec<String>,
+    /// Held-out prompts.
+    pub prompts: usize,
+    /// Per row, base first: pass@k and strategies, and the discovery split where the task
+    /// has one.
+    pub rows: Vec<(String, HeldOut, Option<Discovery>)>,
+    /// Paired comparisons with the reference row.
+    pub paired: Vec<PairedRow>,
 }
 
 type PerPrompt<'a> = &'a dyn Fn(&PromptResult) -> (f64, f64);
@@ -285,6 +304,24 @@ pub fn summarize(
         })
         .collect();
     let paired = paired_rows(runs, reference, m, resamples);
+    let splits = split_names(runs)
+        .into_iter()
+        .map(|(i, split)| {
+            let view = split_view(runs, i);
+            let s = summarize(&view, &ks, reference, resamples);
+            SplitSummary {
+                name: split.name,
+                set: split.set,
+                prompts: s.prompts,
+                rows: s
+                    .rows
+                    .into_iter()
+                    .map(|r| (r.name, r.held_out[0].clone(), r.discovery))
+                    .collect(),
+                paired: s.paired,
+            }
+        })
+        .collect();
     StudySummary {
         samples: m,
         prompts: runs
@@ -295,7 +332,41 @@ pub fn summarize(
         ks,
         rows,
         paired,
+        splits,
     }
+}
+
+/// The further splits every seed of every row was evaluated on (those of the first run), with
+/// their positions.
+fn split_names(runs: &StudyRuns) -> Vec<(usize, super::plan::EvalSplit)> {
+    let Some(first) = runs.rows.first().and_then(|r| r.runs.first()) else {
+        return Vec::new();
+    };
+    first
+        .splits
+        .iter()
+        .enumerate()
+        .filter(|(i, (split, _))| {
+            runs.rows
+                .iter()
+                .flat_map(|r| &r.runs)
+                .all(|r| r.splits.get(*i).is_some_and(|(s, _)| s == split))
+        })
+        .map(|(i, (split, _))| (i, split.clone()))
+        .collect()
+}
+
+/// `runs` as if split `i` were the only held-out evaluation (no temperature sweep, no
+/// evaluations along training), so the main figures' code computes the split's.
+fn split_view(runs: &StudyRuns, i: usize) -> StudyRuns {
+    let mut view = runs.clone();
+    view.temperatures.truncate(1);
+    for run in view.rows.iter_mut().flat_map(|r| &mut r.runs) {
+        run.evals = vec![run.splits[i].1.clone()];
+        run.along.clear();
+        run.splits.clear();
+    }
+    view
 }
 
 /// pass@1 and pass@M at every step that every seed of `row` was evaluated at.

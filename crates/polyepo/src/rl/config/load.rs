@@ -38,7 +38,7 @@ fn parse_value(raw: &str) -> toml::Value {
 impl TrainConfig {
     /// Loads `file` (or the default), applies `overrides` (`key.path=value`), validates.
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let (mut doc, origin) = match file {
+        let (doc, origin) = match file {
             Some(path) => {
                 let text = read_config_file(path)
                     .map_err(|e| err(&path.display().to_string(), "(file)", e))?;
@@ -52,6 +52,20 @@ impl TrainConfig {
                 "built-in default".into(),
             ),
         };
+        Self::from_doc(doc, origin, overrides)
+    }
+
+    /// This config with `overrides` applied (validated), e.g. a study's evaluation split.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ConfigError> {
+        let doc = toml::Table::try_from(self).map_err(|e| err("config", "(all)", e.to_string()))?;
+        Self::from_doc(doc, "the row's config".into(), overrides)
+    }
+
+    fn from_doc(
+        mut doc: toml::Table,
+        origin: String,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
         for o in overrides {
             let (key, raw) = o.split_once('=').ok_or_else(|| {
                 err(

@@ -243,6 +243,14 @@ impl Reach {
                     train.iter().map(|p| p.text.clone()).collect();
                 draw_prompts(cfg.eval_prompts, "task.reach.held_out", || {
                     draw(false).filter(|p| !seen.contains(&p.text))
+                })
+                .map_err(|e| ConfigError {
+                    message: format!(
+                        "{}: the {} training prompts leave too few unseen prompts of the training distribution; lower task.reach.train_prompts or eval_prompts, or widen task.reach.targets",
+                        e.message.split(':').next().unwrap_or(&e.message),
+                        cfg.train_prompts
+                    ),
+                    ..e
                 })?
             }
         };
@@ -448,6 +456,25 @@ mod tests {
             let (_, allowed) = Reach::spec(p);
             allowed.iter().any(|s| !shifted.train_steps.contains(s))
         }));
+    }
+
+    #[test]
+    fn a_training_split_with_no_unseen_prompts_left_says_how_to_make_room() {
+        let cfg = ReachConfig {
+            train_prompts: 256,
+            eval_prompts: 8,
+            targets: [4, 4],
+            held_out: HeldOut::Training,
+            ..ReachConfig::default()
+        };
+        let err = Reach::new(&cfg).err().expect("no unseen prompt is left");
+        assert_eq!(err.key, "task.reach.held_out");
+        assert!(
+            err.message.contains("256 training prompts")
+                && err.message.contains("task.reach.train_prompts"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
