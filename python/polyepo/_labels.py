@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 from typing import Callable, Sequence
+
+_log = logging.getLogger("polyepo.judge")
 
 Strategy = Callable[[str, str], "int | None"]
 
@@ -21,7 +24,10 @@ def flat_clusters(
     cluster id or None`` (a programmatic strategy labeler, called per sample).
 
     Returns the cluster ids and a count of group outcomes by status (``ok``, ``cached``,
-    ``failed: <reason>``), which trainers log.
+    ``failed: <reason>``), which trainers log. Failed groups are also reported on the
+    ``polyepo.judge`` logger (a warning with the count and the first failure's detail,
+    which includes the start of a reply that could not be used); a judge that keeps
+    failing raises :class:`polyepo.JudgeUnusableError` (see ``Judge(max_failed_steps=...)``).
     """
     n = len(responses)
     if len(problems) != n or len(group_ids) != n:
@@ -46,10 +52,22 @@ def flat_clusters(
     )
     clusters: list[int | None] = [None] * n
     statuses: dict[str, int] = {}
+    failures = []
     for m, labels in zip(members, labelled):
         statuses[labels.status] = statuses.get(labels.status, 0) + 1
+        if not labels.ok:
+            failures.append(labels)
         for i, c in zip(m, labels.clusters):
             clusters[i] = c
+    if failures:
+        _log.warning(
+            "the judge failed on %d of %d groups (%s); first failure: %s: %s",
+            len(failures),
+            len(members),
+            ", ".join(f"{s} x{n}" for s, n in sorted(statuses.items()) if s.startswith("failed")),
+            failures[0].status,
+            failures[0].detail,
+        )
     return clusters, statuses
 
 

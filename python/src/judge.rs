@@ -2,12 +2,23 @@
 //! flight concurrently inside Rust and the GIL released meanwhile.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use polyepo_judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use polyepo_judge::guard::FailureGuard;
+use polyepo_judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig, ResponseFormat};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use setrl::Strategy;
+
+create_exception!(
+    _core,
+    JudgeUnusableError,
+    PyRuntimeError,
+    "The judge failed on most groups for ``max_failed_steps`` calls in a row: training on \
+     would learn nothing. The message names the judge and its last failure."
+);
 
 /// The labels of one group.
 #[pyclass(frozen, get_all, module = "polyepo._core")]
@@ -19,6 +30,9 @@ pub struct GroupLabels {
     clusters: Vec<Option<i64>>,
     /// ``"ok"``, ``"cached"``, or ``"failed: <reason>"``.
     status: String,
+    /// For a failed group, what went wrong (with the start of a reply that could not be
+    /// used); ``""`` otherwise.
+    detail: String,
     /// Whether the labels came from the judge (a reply or the cache).
     ok: bool,
 }
@@ -26,9 +40,15 @@ pub struct GroupLabels {
 #[pymethods]
 impl GroupLabels {
     fn __repr__(&self) -> String {
+        let clusters: Vec<String> = self
+            .clusters
+            .iter()
+            .map(|c| c.map_or("None".to_owned(), |c| c.to_string()))
+            .collect();
         format!(
-            "GroupLabels(clusters={:?}, status={:?})",
-            self.clusters, self.status
+            "GroupLabels(clusters=[{}], status={:?})",
+            clusters.join(", "),
+            self.status
         )
     }
 }
@@ -53,13 +73,38 @@ impl GroupLabels {
 /// max_concurrency : int
 ///     Requests in flight at once.
 /// cache : str or os.PathLike or None
-///     JSON Lines file of past labels; a repeated request is not paid twice.
+///     JSON Lines file of past labels; a repeated request is not paid twice. Opened now:
+///     an unwritable path raises ``ValueError`` here.
+/// timeout_s : float
+///     Seconds before one request is abandoned (reported as ``failed: timeout``).
+/// retries : int
+///     Further attempts after a failed one (timeouts, connection errors, HTTP 429/5xx,
+///     replies that are not the asked-for JSON).
+/// backoff_s : float
+///     Seconds before the first retry; doubles with each retry.
 /// api_key_env : str
 ///     Environment variable holding the API key; the key is never logged.
+/// degenerate_id : int
+///     The cluster id the judge gives degenerate responses (the paper: 100); they come back
+///     as ``None``.
+/// max_tokens : int
+///     Tokens the judge may write per reply.
+/// response_format : {"auto", "json_schema", "json_object", "none"}
+///     Whether requests ask the server to constrain the reply to its JSON schema (vLLM,
+///     llama.cpp's server and ``polyepo serve`` do). ``auto`` asks and stops asking when
+///     the server refuses the field.
+/// max_failure_rate : float
+///     A call to :meth:`label` on which more than this fraction of the groups failed
+///     counts as failed.
+/// max_failed_steps : int
+///     Consecutive failed calls after which :meth:`label` raises
+///     :class:`JudgeUnusableError` naming the judge and its last failure (0: never).
+///     Trainers label once per step, so this is "steps".
 #[pyclass(frozen, module = "polyepo._core")]
 pub struct Judge {
     inner: LmJudge,
     degenerate_id: i64,
+    guard: Mutex<FailureGuard>,
 }
 
 fn failure_policy(name: &str) -> PyResult<FailurePolicy> {
@@ -76,7 +121,7 @@ fn failure_policy(name: &str) -> PyResult<FailurePolicy> {
 #[pymethods]
 impl Judge {
     #[new]
-    #[pyo3(signature = (endpoint, model, prompt="math", failure_policy="skip", max_concurrency=8, cache=None, timeout_s=60.0, retries=3, backoff_s=1.0, api_key_env="POLYEPO_JUDGE_API_KEY", degenerate_id=100, max_tokens=1024))]
+    #[pyo3(signature = (endpoint, model, prompt="math", failure_policy="skip", max_concurrency=8, cache=None, timeout_s=60.0, retries=3, backoff_s=1.0, api_key_env="POLYEPO_JUDGE_API_KEY", degenerate_id=100, max_tokens=1024, response_format="auto", max_failure_rate=0.5, max_failed_steps=3))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         endpoint: String,
@@ -91,6 +136,9 @@ impl Judge {
         api_key_env: &str,
         degenerate_id: i64,
         max_tokens: usize,
+        response_format: &str,
+        max_failure_rate: f64,
+        max_failed_steps: usize,
     ) -> PyResult<Self> {
         let cfg = LmJudgeConfig {
             endpoint,
@@ -105,17 +153,30 @@ impl Judge {
             failure_policy: self::failure_policy(failure_policy)?,
             max_tokens,
             cache,
+            response_format: response_format
+                .parse::<ResponseFormat>()
+                .map_err(|e| PyValueError::new_err(format!("response_format: {e}")))?,
+            max_failure_rate,
+            max_failed_steps,
         };
+        // Settings are checked before anything is opened, and errors name the argument.
+        if let Some((key, message)) = cfg.problem() {
+            return Err(PyValueError::new_err(format!("{key}: {message}")));
+        }
         let inner = LmJudge::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let guard = Mutex::new(inner.guard());
         Ok(Self {
             inner,
             degenerate_id,
+            guard,
         })
     }
 
     /// Labels many groups at once: ``problems[g]`` is prompt g's text and ``responses[g]``
-    /// its responses. Returns one ``GroupLabels`` per group, in order. Never raises for a
-    /// judge failure: the failure policy applies and ``status`` says why.
+    /// its responses. Returns one ``GroupLabels`` per group, in order. A failed group gets
+    /// what the failure policy gives and ``status``/``detail`` say why; only when most
+    /// groups failed on ``max_failed_steps`` calls in a row does it raise
+    /// :class:`JudgeUnusableError`.
     fn label(
         &self,
         py: Python<'_>,
@@ -150,6 +211,20 @@ impl Judge {
             .zip(responses.iter().map(Vec::as_slice))
             .collect();
         let labelled = py.detach(|| self.inner.label_groups(&groups));
+        let failed = labelled
+            .iter()
+            .filter(|l| l.status.starts_with("failed"))
+            .count();
+        let last = labelled
+            .iter()
+            .rev()
+            .find(|l| l.status.starts_with("failed"))
+            .map(|l| format!("{}: {}", l.status.trim_start_matches("failed: "), l.detail));
+        if let Ok(mut guard) = self.guard.lock() {
+            guard
+                .observe(labelled.len(), failed, last.as_deref())
+                .map_err(|e| JudgeUnusableError::new_err(e.to_string()))?;
+        }
         Ok(labelled
             .into_iter()
             .zip(&responses)
@@ -169,6 +244,7 @@ impl Judge {
                 GroupLabels {
                     clusters,
                     status: l.status,
+                    detail: l.detail,
                     ok,
                 }
             })
@@ -176,7 +252,8 @@ impl Judge {
     }
 
     /// The judge's counters: ``calls`` (HTTP requests, retries included), ``retries``,
-    /// ``cache_hits``, ``labelled``, ``failures`` (count by reason) and ``latency_s``.
+    /// ``cache_hits``, ``labelled``, ``failures`` (count by reason), ``latency_s`` (to the
+    /// end of each reply) and ``last_failure`` (reason and detail, or ``None``).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let dict = PyDict::new(py);
@@ -186,6 +263,7 @@ impl Judge {
         dict.set_item("labelled", s.labelled)?;
         dict.set_item("failures", s.failures)?;
         dict.set_item("latency_s", s.latency_s)?;
+        dict.set_item("last_failure", s.last_failure)?;
         Ok(dict)
     }
 

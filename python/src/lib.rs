@@ -31,6 +31,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verifier::extract_answer, m)?)?;
     m.add_class::<judge::Judge>()?;
     m.add_class::<judge::GroupLabels>()?;
+    m.add(
+        "JudgeUnusableError",
+        m.py().get_type::<judge::JudgeUnusableError>(),
+    )?;
     m.add("DEFAULT_MAX_SETS", setrl::DEFAULT_MAX_SETS)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! tensor library: the Python wheel builds in seconds.
 #![deny(missing_docs)]
 
+pub mod guard;
 pub mod lm;
 pub mod math;
 pub mod prompts;
@@ -27,6 +28,10 @@ pub enum JudgeError {
     /// advantages become zero.
     #[error("judge skipped the group ({0})")]
     Skipped(String),
+    /// The judge failed on most groups for several steps in a row (see [`guard`]): training
+    /// on would learn nothing.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 /// A stable 63-bit id for a canonical strategy string (FNV-1a), so cluster ids do not

@@ -32,6 +32,48 @@ pub enum FailurePolicy {
     Skip,
 }
 
+impl FailurePolicy {
+    /// The policy's name as configs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Distinct => "distinct",
+            Self::Single => "single",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// Whether the judge asks the server to constrain its reply to the reply's JSON schema
+/// (OpenAI's `response_format`; vLLM, llama.cpp's server and `polyepo serve` honour it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Ask for the schema; when the server refuses the field (HTTP 400 or 422 whose body
+    /// names `response_format`), ask again without it and stop asking.
+    Auto,
+    /// Always send `{"type": "json_schema", ...}` with the reply's schema.
+    JsonSchema,
+    /// Always send `{"type": "json_object"}` (any JSON object).
+    JsonObject,
+    /// Never send `response_format`.
+    None,
+}
+
+impl std::str::FromStr for ResponseFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "json_schema" => Ok(Self::JsonSchema),
+            "json_object" => Ok(Self::JsonObject),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "unknown response format {other:?}; use \"auto\", \"json_schema\", \"json_object\" or \"none\""
+            )),
+        }
+    }
+}
+
 /// Settings of the LM judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +103,14 @@ pub struct LmJudgeConfig {
     pub max_tokens: usize,
     /// JSON Lines cache file (none: in-memory only).
     pub cache: Option<PathBuf>,
+    /// Whether to ask the server for a reply constrained to the reply's JSON schema.
+    pub response_format: ResponseFormat,
+    /// A training step on which more than this fraction of the groups failed counts as a
+    /// failed step (see `max_failed_steps`).
+    pub max_failure_rate: f64,
+    /// Consecutive failed steps after which training stops with an error naming the judge
+    /// and its last failure (0: never stop).
+    pub max_failed_steps: usize,
 }
 
 impl LmJudgeConfig {
@@ -90,6 +140,15 @@ impl LmJudgeConfig {
         if self.max_tokens == 0 {
             return Some(("max_tokens", "must be at least 1".into()));
         }
+        if !(0.0..=1.0).contains(&self.max_failure_rate) {
+            return Some((
+                "max_failure_rate",
+                format!("is {}; use a fraction in 0..=1", self.max_failure_rate),
+            ));
+        }
+        if let Some(problem) = endpoint_problem(&self.endpoint) {
+            return Some(("endpoint", problem));
+        }
         None
     }
 }
@@ -109,8 +168,45 @@ impl Default for LmJudgeConfig {
             failure_policy: FailurePolicy::Skip,
             max_tokens: 1024,
             cache: None,
+            response_format: ResponseFormat::Auto,
+            max_failure_rate: 0.5,
+            max_failed_steps: 3,
         }
     }
+}
+
+/// What is wrong with an endpoint URL, if anything: it must be `http://` or `https://`
+/// followed by a host (the judge appends `/chat/completions`).
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        None => Some(format!(
+            "{endpoint:?} is not an http:// or https:// URL; use e.g. \"http://127.0.0.1:8000/v1\""
+        )),
+        Some(h) if h.is_empty() || h.starts_with(':') || h.contains(char::is_whitespace) => {
+            Some(format!(
+                "{endpoint:?} names no host; use e.g. \"http://127.0.0.1:8000/v1\""
+            ))
+        }
+        Some(h) => match h.rsplit_once(':') {
+            Some((_, port)) if !h.ends_with(']') && port.parse::<u16>().is_err() => Some(format!(
+                "{endpoint:?}: port {port:?} is not a number in 0..=65535"
+            )),
+            _ => None,
+        },
+    }
+}
+
+/// The first `max` characters of a reply, for error messages.
+fn excerpt(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    format!("{out:?}")
 }
 
 /// Counters of the judge's work.
@@ -126,8 +222,11 @@ pub struct JudgeStats {
     pub labelled: u64,
     /// Groups that failed, by reason (`http-503`, `timeout`, `connection`, `invalid-reply`, ...).
     pub failures: BTreeMap<String, u64>,
-    /// Seconds spent waiting for replies.
+    /// Seconds spent waiting for replies, each to the last byte of its body.
     pub latency_s: f64,
+    /// The last failure: its reason, what went wrong and, for a reply that could not be
+    /// used, how it began.
+    pub last_failure: Option<String>,
 }
 
 /// The outcome of labelling one group.
@@ -135,8 +234,11 @@ pub struct JudgeStats {
 pub struct Labelled {
     /// One label per response (after the failure policy, when it failed).
     pub clusters: Vec<Strategy>,
-    /// `ok`, `cached`, or the failure reason.
+    /// `ok`, `cached`, or `failed: <reason>`.
     pub status: String,
+    /// For a failed group, what went wrong (with the start of a reply that could not be
+    /// used); empty otherwise.
+    pub detail: String,
 }
 
 /// The judge.
@@ -147,6 +249,8 @@ pub struct LmJudge {
     agent: ureq::Agent,
     cache: Mutex<HashMap<String, Vec<Option<i64>>>>,
     stats: Mutex<JudgeStats>,
+    /// Whether to send `response_format` (cleared when an `auto` judge's server refuses it).
+    ask_schema: std::sync::atomic::AtomicBool,
 }
 
 /// Why one attempt failed; `retry` says whether another attempt may help.
@@ -217,6 +321,20 @@ impl LmJudge {
             .timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001)))
             .build();
         let mut cache = HashMap::new();
+        if let Some(path) = &cfg.cache {
+            // Opened for appending now, so an unwritable path fails here, not after the
+            // first paid request.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    JudgeError::Failed(format!(
+                        "judge setting `cache`: cannot write {}: {e}; use a path in a writable directory, or no cache",
+                        path.display()
+                    ))
+                })?;
+        }
         if let Some(path) = &cfg.cache
             && let Ok(text) = std::fs::read_to_string(path)
         {
@@ -226,6 +344,7 @@ impl LmJudge {
                 }
             }
         }
+        let ask_schema = (cfg.response_format != ResponseFormat::None).into();
         Ok(Self {
             cfg,
             template,
@@ -233,7 +352,22 @@ impl LmJudge {
             agent,
             cache: Mutex::new(cache),
             stats: Mutex::new(JudgeStats::default()),
+            ask_schema,
         })
+    }
+
+    /// The judge in words, for errors: its model and endpoint.
+    pub fn describe(&self) -> String {
+        format!("model `{}` at {}", self.cfg.model, self.cfg.endpoint)
+    }
+
+    /// The failure guard this judge's settings ask for.
+    pub fn guard(&self) -> crate::guard::FailureGuard {
+        crate::guard::FailureGuard::new(
+            self.cfg.max_failure_rate,
+            self.cfg.max_failed_steps,
+            self.describe(),
+        )
     }
 
     /// A snapshot of the counters.
@@ -241,12 +375,15 @@ impl LmJudge {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn count_failure(&self, reason: &str) {
+    fn count_failure(&self, failure: &Failure) {
         if let Ok(mut s) = self.stats.lock() {
-            *s.failures.entry(reason.to_owned()).or_default() += 1;
+            *s.failures.entry(failure.reason.clone()).or_default() += 1;
+            s.last_failure = Some(format!("{}: {}", failure.reason, failure.detail));
         }
     }
 
+    /// The request without `response_format`; the cache key, so a cached label does not
+    /// depend on whether the server was asked for the schema.
     fn request_body(&self, problem: &str, responses: &[String]) -> Value {
         json!({
             "model": self.cfg.model,
@@ -256,8 +393,48 @@ impl LmJudge {
         })
     }
 
-    /// One HTTP attempt.
+    /// The `response_format` to send with a request for `n` labels, if any.
+    fn response_format(&self, n: usize) -> Option<Value> {
+        if !self.ask_schema.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        Some(match self.cfg.response_format {
+            ResponseFormat::None => return None,
+            ResponseFormat::JsonObject => json!({ "type": "json_object" }),
+            ResponseFormat::Auto | ResponseFormat::JsonSchema => json!({
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "strategy_clusters",
+                    "strict": true,
+                    "schema": reply_schema(n),
+                },
+            }),
+        })
+    }
+
+    /// One HTTP attempt; an `auto` judge whose server refuses `response_format` asks again
+    /// at once without it.
     fn attempt(&self, body: &Value, n: usize) -> Result<Vec<Option<i64>>, Failure> {
+        let Some(format) = self.response_format(n) else {
+            return self.attempt_with(body, n);
+        };
+        let mut constrained = body.clone();
+        constrained["response_format"] = format;
+        match self.attempt_with(&constrained, n) {
+            Err(f)
+                if self.cfg.response_format == ResponseFormat::Auto
+                    && (f.reason == "http-400" || f.reason == "http-422")
+                    && f.detail.contains("response_format") =>
+            {
+                self.ask_schema
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                self.attempt_with(body, n)
+            }
+            other => other,
+        }
+    }
+
+    fn attempt_with(&self, body: &Value, n: usize) -> Result<Vec<Option<i64>>, Failure> {
         let url = format!(
             "{}/chat/completions",
             self.cfg.endpoint.trim_end_matches('/')
@@ -270,18 +447,24 @@ impl LmJudge {
             s.calls += 1;
         }
         let started = Instant::now();
-        let result = request.send_json(body.clone());
+        // Latency runs to the end of the body: a server sends its headers long before the
+        // reply is written.
+        let result = request
+            .send_json(body.clone())
+            .map(ureq::Response::into_string);
         if let Ok(mut s) = self.stats.lock() {
             s.latency_s += started.elapsed().as_secs_f64();
         }
-        let response = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, _)) => {
+        let body_text = match result {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => return Err(read_failure(&url, &e)),
+            Err(ureq::Error::Status(code, response)) => {
                 // 429 and 5xx are transient; other 4xx mean the request itself is wrong.
                 let retry = code == 429 || code >= 500;
+                let said = response.into_string().unwrap_or_default();
                 return Err(Failure {
                     reason: format!("http-{code}"),
-                    detail: format!("the judge API answered HTTP {code}"),
+                    detail: format!("the judge API answered HTTP {code}: {}", excerpt(&said, 200)),
                     retry,
                 });
             }
@@ -291,27 +474,39 @@ impl LmJudge {
                 // The transport message names the URL, never the headers: no key can leak.
                 return Err(Failure {
                     reason: reason.into(),
-                    detail: format!("{url}: {}", t.kind()),
+                    detail: if timeout {
+                        format!("{url}: no reply within timeout_s = {} s", self.cfg.timeout_s)
+                    } else {
+                        format!("{url}: {}", t.kind())
+                    },
                     retry: true,
                 });
             }
         };
-        let json: Value = response.into_json().map_err(|e| Failure {
-            reason: "invalid-reply".into(),
-            detail: format!("reply body is not JSON: {e}"),
-            retry: true,
-        })?;
-        let content = json["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or(Failure {
-                reason: "invalid-reply".into(),
-                detail: "reply has no choices[0].message.content".into(),
-                retry: true,
-            })?;
-        parse_reply(content, n, self.cfg.degenerate_id).map_err(|detail| Failure {
+        let invalid = |detail: String| Failure {
             reason: "invalid-reply".into(),
             detail,
             retry: true,
+        };
+        let json: Value = serde_json::from_str(&body_text).map_err(|e| {
+            invalid(format!(
+                "reply body is not JSON ({e}); it began {}",
+                excerpt(&body_text, 200)
+            ))
+        })?;
+        let content = json["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "reply has no choices[0].message.content; it began {}",
+                    excerpt(&body_text, 200)
+                ))
+            })?;
+        parse_reply(content, n, self.cfg.degenerate_id).map_err(|detail| {
+            invalid(format!(
+                "{detail}; the reply began {}",
+                excerpt(content, 200)
+            ))
         })
     }
 
@@ -328,6 +523,7 @@ impl LmJudge {
             return Labelled {
                 clusters: to_strategies(&ids),
                 status: "cached".into(),
+                detail: String::new(),
             };
         }
         let mut last = Failure {
@@ -353,6 +549,7 @@ impl LmJudge {
                     return Labelled {
                         clusters: to_strategies(&ids),
                         status: "ok".into(),
+                        detail: String::new(),
                     };
                 }
                 Err(f) => {
@@ -364,11 +561,9 @@ impl LmJudge {
                 }
             }
         }
-        self.count_failure(&last.reason);
-        warn(&format!(
-            "judge failed ({}): {}; policy {:?}",
-            last.reason, last.detail, self.cfg.failure_policy
-        ));
+        // No line on stderr per group: the trainer logs a summary per step, the Python
+        // package through `logging`, both from `status` and `detail`.
+        self.count_failure(&last);
         let clusters = match self.cfg.failure_policy {
             FailurePolicy::Distinct => (0..n as i64).map(Strategy::Cluster).collect(),
             FailurePolicy::Single => vec![Strategy::Cluster(0); n],
@@ -377,6 +572,7 @@ impl LmJudge {
         Labelled {
             clusters,
             status: format!("failed: {}", last.reason),
+            detail: last.detail,
         }
     }
 
@@ -415,6 +611,7 @@ impl LmJudge {
                         h.join().unwrap_or_else(|_| Labelled {
                             clusters: Vec::new(),
                             status: "failed: panic".into(),
+                            detail: "the labelling thread panicked".into(),
                         })
                     })
                     .collect()
@@ -425,9 +622,41 @@ impl LmJudge {
     }
 }
 
-/// Failures go to standard error with their reason (the key is never part of the message).
-fn warn(message: &str) {
-    eprintln!("warning: {message}");
+/// Why reading a reply's body failed: a timeout when the clock ran out mid-body.
+fn read_failure(url: &str, e: &std::io::Error) -> Failure {
+    let timeout = matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) || e.to_string().to_lowercase().contains("timed out");
+    Failure {
+        reason: if timeout { "timeout" } else { "connection" }.into(),
+        detail: format!("{url}: reading the reply: {e}"),
+        retry: true,
+    }
+}
+
+/// The JSON schema of a reply labelling `n` responses: keys "1".."n", each an object with a
+/// short `chain_of_thought` and an integer `cluster_id`, nothing else. Bounding the
+/// explanation keeps a small judge from spending its whole token budget before the labels.
+pub fn reply_schema(n: usize) -> Value {
+    let entry = json!({
+        "type": "object",
+        "properties": {
+            "chain_of_thought": { "type": "string", "maxLength": 200 },
+            "cluster_id": { "type": "integer" },
+        },
+        "required": ["chain_of_thought", "cluster_id"],
+        "additionalProperties": false,
+    });
+    let keys: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let properties: serde_json::Map<String, Value> =
+        keys.iter().map(|k| (k.clone(), entry.clone())).collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": keys,
+        "additionalProperties": false,
+    })
 }
 
 #[cfg(test)]

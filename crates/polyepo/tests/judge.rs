@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use polyepo::app::serve::{ServeLimits, Server};
-use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig};
+use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig, ResponseFormat};
 use polyepo::rl::judge::{JudgeError, StrategyJudge};
 use polyepo::rl::tasks::Prompt;
 use polyepo_engine::model::load_model;
@@ -149,6 +149,12 @@ fn invalid_replies_are_retried_counted_and_handled_by_policy() {
         let stats = judge.stats();
         assert_eq!((stats.calls, stats.retries), (2, 1));
         assert_eq!(stats.failures.get("invalid-reply"), Some(&1));
+        // What failed is kept, with the start of the reply that could not be used.
+        let last = stats.last_failure.unwrap_or_default();
+        assert!(
+            last.starts_with("invalid-reply: ") && last.contains("the reply began \""),
+            "{last}"
+        );
     }
     // A request the server refuses (max_tokens over its limit) is a 400: not retried.
     let judge = LmJudge::new(LmJudgeConfig {
@@ -160,6 +166,136 @@ fn invalid_replies_are_retried_counted_and_handled_by_policy() {
     assert_eq!(l.status, "failed: http-400");
     assert_eq!(judge.stats().calls, 1);
     server.shutdown();
+}
+
+#[test]
+fn latency_runs_to_the_end_of_the_reply_and_timeouts_say_so() {
+    let server = server();
+    let dir = temp("latency");
+    let judge = LmJudge::new(LmJudgeConfig {
+        endpoint: format!("http://{}/v1", server.addr),
+        model: "smollm2".into(),
+        prompt: copy_prompt(&dir),
+        max_tokens: 64,
+        response_format: ResponseFormat::None,
+        ..LmJudgeConfig::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let labelled = judge.label_group(&prompt().text, &responses());
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(labelled.status, "ok", "{}", labelled.detail);
+    // The reply outlasts a heartbeat, so the server sent its headers before the reply.
+    assert!(wall > 0.5, "a {wall} s reply proves nothing here");
+    let latency = judge.stats().latency_s;
+    assert!(
+        latency > 0.8 * wall && latency <= wall,
+        "latency {latency} s of a {wall} s call"
+    );
+    server.shutdown();
+
+    // A server that accepts and never answers: the failure is a timeout, not an invalid reply.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let judge = LmJudge::new(LmJudgeConfig {
+        endpoint: format!("http://{}/v1", silent.local_addr().unwrap()),
+        timeout_s: 0.3,
+        retries: 0,
+        ..LmJudgeConfig::default()
+    })
+    .unwrap();
+    let l = judge.label_group("p", &responses());
+    assert_eq!(l.status, "failed: timeout", "{}", l.detail);
+    assert!(l.detail.contains("timeout_s = 0.3"), "{}", l.detail);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_endpoints_and_unwritable_caches_are_refused_at_construction() {
+    for (endpoint, says) in [
+        ("127.0.0.1:8000/v1", "not an http"),
+        ("http:///v1", "names no host"),
+        ("http://host:port/v1", "port \"port\""),
+    ] {
+        let e = LmJudge::new(LmJudgeConfig {
+            endpoint: endpoint.into(),
+            ..LmJudgeConfig::default()
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{endpoint} accepted"));
+        let text = e.to_string();
+        assert!(text.contains("`endpoint`") && text.contains(says), "{text}");
+    }
+    let e = LmJudge::new(LmJudgeConfig {
+        cache: Some("/nonexistent-dir/cache.jsonl".into()),
+        ..LmJudgeConfig::default()
+    })
+    .err()
+    .expect("unwritable cache accepted");
+    assert!(
+        e.to_string().contains("cannot write /nonexistent-dir/cache.jsonl"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_run_whose_judge_fails_on_every_group_stops_naming_the_judge() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = temp("guard");
+    let cfg = polyepo::rl::config::TrainConfig::load(
+        None,
+        &[
+            "run.steps=10".into(),
+            "task.reach.train_prompts=32".into(),
+            "task.reach.eval_prompts=8".into(),
+            "warmup.steps=20".into(),
+            "warmup.batch=8".into(),
+            "rollout.prompts_per_step=4".into(),
+            "rollout.samples_per_prompt=4".into(),
+            "algorithm.set_size=2".into(),
+            "algorithm.judge=lm".into(),
+            format!("judge.endpoint=\"http://{closed}/v1\""),
+            "judge.retries=0".into(),
+        ],
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let mut logged = Vec::new();
+    let e = polyepo::rl::train::train(
+        &cfg,
+        &run,
+        polyepo::rl::train::TrainOptions {
+            resume: false,
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            on_event: &mut |e| {
+                if let polyepo::rl::train::Event::Log(line) = e {
+                    logged.push(line);
+                }
+            },
+        },
+    )
+    .err()
+    .expect("a run with an unreachable judge finished");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("model `judge` at http://{closed}/v1"))
+            && text.contains("failed on 4 of 4 groups")
+            && text.contains("3 consecutive steps")
+            && text.contains("last failure: connection"),
+        "{text}"
+    );
+    // Two steps were trained (and logged with the failure) before the third tripped it.
+    let metrics = polyepo::rl::train::run_dir::read_metrics(&run).unwrap();
+    assert_eq!(metrics.len(), 2);
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("step 1: the judge failed on 4 of 4 groups (policy skip)")),
+        "{logged:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

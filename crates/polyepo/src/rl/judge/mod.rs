@@ -5,7 +5,7 @@
 
 pub mod noisy;
 
-pub use polyepo_judge::{JudgeError, lm, prompts};
+pub use polyepo_judge::{JudgeError, guard, lm, prompts};
 
 use lm::{JudgeStats, Labelled, LmJudge};
 use setrl::Strategy;
@@ -27,6 +27,11 @@ pub trait StrategyJudge: Send + Sync {
 
     /// Counters of the judge's calls, when it makes any.
     fn stats(&self) -> Option<lm::JudgeStats> {
+        None
+    }
+
+    /// The guard that stops a run whose judge keeps failing, for judges that can fail.
+    fn guard(&self) -> Option<guard::FailureGuard> {
         None
     }
 }
@@ -86,5 +91,9 @@ impl StrategyJudge for LmJudge {
 
     fn stats(&self) -> Option<JudgeStats> {
         Some(LmJudge::stats(self))
+    }
+
+    fn guard(&self) -> Option<guard::FailureGuard> {
+        Some(LmJudge::guard(self))
     }
 }

@@ -147,6 +147,12 @@ impl StrategyJudge for NoisyJudge<'_> {
     fn stats(&self) -> Option<JudgeStats> {
         self.inner.stats()
     }
+
+    /// The inner judge's guard: its own failures count, the simulated ones do not (they
+    /// are the ablation's treatment).
+    fn guard(&self) -> Option<super::guard::FailureGuard> {
+        self.inner.guard()
+    }
 }
 
 #[cfg(test)]

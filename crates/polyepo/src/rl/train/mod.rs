@@ -23,7 +23,7 @@ pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
 use crate::rl::config::{JudgeSource, ModelSource, TaskKind, TrainConfig};
-use crate::rl::judge::lm::LmJudge;
+use crate::rl::judge::lm::{JudgeStats, LmJudge};
 use crate::rl::judge::noisy::NoisyJudge;
 use crate::rl::judge::{StrategyJudge, TaskJudge};
 use crate::rl::tasks::countdown::Countdown;
@@ -134,6 +134,12 @@ pub fn build_judge<'a>(
     })
 }
 
+/// Groups the judge failed to label between two snapshots of its counters.
+fn judge_failures(before: &JudgeStats, after: &JudgeStats) -> usize {
+    let total = |s: &JudgeStats| s.failures.values().sum::<u64>();
+    total(after).saturating_sub(total(before)) as usize
+}
+
 /// The prompts of step `step` (0-based): consecutive slices of per-epoch shuffles of the
 /// training prompts, a pure function of (seed, step) so a resumed run sees the same data.
 pub fn step_prompts(task: &dyn Task, cfg: &TrainConfig, step: u64) -> Vec<Prompt> {
@@ -184,6 +190,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     )?;
     let judge = build_judge(cfg, task.as_ref())?;
     let judge = judge.as_deref();
+    let mut judge_guard = judge.and_then(|j| j.guard());
     let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone())?;
     let update_settings = update::UpdateSettings::of(cfg);
     let mut step = if opts.resume {
@@ -215,6 +222,21 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
             seed,
         )?;
         let judge_after = judge.and_then(|j| j.stats()).unwrap_or_default();
+        let failed = judge_failures(&judge_before, &judge_after);
+        if failed > 0 {
+            on_event(Event::Log(format!(
+                "step {}: the judge failed on {failed} of {} groups (policy {}); last: {}",
+                step + 1,
+                prompts.len(),
+                cfg.judge.failure_policy.name(),
+                judge_after.last_failure.as_deref().unwrap_or("?"),
+            )));
+        }
+        if let Some(guard) = &mut judge_guard {
+            guard
+                .observe(prompts.len(), failed, judge_after.last_failure.as_deref())
+                .map_err(TrainError::from)?;
+        }
 
         // Policy update.
         let start = std::time::Instant::now();
