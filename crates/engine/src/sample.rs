@@ -1,5 +1,7 @@
 //! Batched generation with a KV cache: left-padded prompts of different lengths, temperature,
-//! top-k, top-p, stop tokens and strings, a seed; returns tokens, text and per-token log-probs.
+//! top-k, top-p, stop tokens and strings, a seed, per-row token constraints (a grammar that
+//! masks the next token); returns tokens, text, per-token log-probs and, when asked, the
+//! most likely alternatives at every position.
 //!
 //! The sampler runs on a detached copy of the model (fused kernels, no autograd graph), so the
 //! cache never retains a graph (docs/design.md §3).
@@ -28,6 +30,9 @@ pub struct SamplingParams {
     pub stop_strings: Vec<String>,
     /// Seed of the sampler; row i always uses the stream derived from (seed, i).
     pub seed: u64,
+    /// How many of the most likely tokens to report at every position, with their
+    /// log-probs (0: none).
+    pub top_logprobs: usize,
 }
 
 impl Default for SamplingParams {
@@ -39,6 +44,7 @@ impl Default for SamplingParams {
             top_k: 0,
             stop_strings: Vec::new(),
             seed: 0,
+            top_logprobs: 0,
         }
     }
 }
@@ -84,6 +90,20 @@ pub struct Generation {
     pub log_probs: Vec<f32>,
     /// Why it ended.
     pub finish: FinishReason,
+    /// The `top_logprobs` most likely tokens at every position, most likely first, as
+    /// (token, log-prob) under the same distribution as `log_probs` (empty when not asked).
+    pub top_log_probs: Vec<Vec<(u32, f32)>>,
+}
+
+/// A per-row rule on which token may come next (a grammar, a JSON schema): the sampler
+/// asks it before every token and tells it the token chosen.
+pub trait TokenConstraint: Send {
+    /// Marks the tokens that may come next (`allowed` starts all false and has one entry
+    /// per logit). Marking none ends the row. The sampler allows the stop tokens only
+    /// where the constraint marks them.
+    fn allowed(&mut self, allowed: &mut [bool]) -> Result<(), String>;
+    /// Records the token chosen.
+    fn consume(&mut self, token: u32) -> Result<(), String>;
 }
 
 /// Generates one continuation per prompt (token ids), all in one batch.
@@ -123,6 +143,8 @@ pub struct BatchSampler<'a> {
     next_pos: Vec<u32>,
     /// Logits of every row's next token. # Shapes: (B, 1, V).
     logits: Tensor,
+    /// Token constraints by row (none: free).
+    constraints: Vec<Option<Box<dyn TokenConstraint>>>,
     steps: usize,
     finished: bool,
 }
@@ -178,6 +200,7 @@ impl<'a> BatchSampler<'a> {
                 text: String::new(),
                 log_probs: Vec::new(),
                 finish: FinishReason::Length,
+                top_log_probs: Vec::new(),
             })
             .collect();
         // Prefill each distinct prompt once (an RL step samples every prompt N times), then
@@ -216,9 +239,17 @@ impl<'a> BatchSampler<'a> {
             done: vec![false; b],
             next_pos: prompts.iter().map(|p| p.len() as u32).collect(),
             logits,
+            constraints: (0..b).map(|_| None).collect(),
             steps: 0,
             finished: false,
         })
+    }
+
+    /// Constrains row `row`'s tokens from now on.
+    pub fn constrain(&mut self, row: usize, constraint: Box<dyn TokenConstraint>) {
+        if let Some(slot) = self.constraints.get_mut(row) {
+            *slot = Some(constraint);
+        }
     }
 
     /// Whether every row has ended (or `max_new_tokens` is reached).
@@ -262,10 +293,38 @@ impl<'a> BatchSampler<'a> {
                 step_tokens.push(tokenizer.pad_id);
                 continue;
             }
+            let masked;
+            let row = match &mut self.constraints[i] {
+                None => row,
+                Some(c) => match mask_logits(c.as_mut(), row) {
+                    Ok(Some(m)) => {
+                        masked = m;
+                        &masked
+                    }
+                    // Nothing may follow: the constrained text is complete.
+                    Ok(None) => {
+                        self.done[i] = true;
+                        self.out[i].finish = FinishReason::Stop;
+                        step_tokens.push(tokenizer.pad_id);
+                        continue;
+                    }
+                    Err(e) => return Err(ModelError::format("constraint", e)),
+                },
+            };
             let (token, log_prob) = pick(row, params, &mut self.rngs[i]);
+            if let Some(c) = &mut self.constraints[i]
+                && !tokenizer.stop_ids.contains(&token)
+            {
+                c.consume(token)
+                    .map_err(|e| ModelError::format("constraint", e))?;
+            }
             let g = &mut self.out[i];
             g.tokens.push(token);
             g.log_probs.push(log_prob);
+            if params.top_logprobs > 0 {
+                g.top_log_probs
+                    .push(top_log_probs(row, params, params.top_logprobs));
+            }
             if tokenizer.stop_ids.contains(&token) {
                 self.done[i] = true;
                 g.finish = FinishReason::Stop;
@@ -320,6 +379,49 @@ impl<'a> BatchSampler<'a> {
         }
         Ok(out)
     }
+}
+
+/// The logits with every token the constraint forbids at -inf; `None` when it allows none.
+fn mask_logits(c: &mut dyn TokenConstraint, logits: &[f32]) -> Result<Option<Vec<f32>>, String> {
+    let mut allowed = vec![false; logits.len()];
+    c.allowed(&mut allowed)?;
+    if !allowed.iter().any(|a| *a) {
+        return Ok(None);
+    }
+    Ok(Some(
+        logits
+            .iter()
+            .zip(&allowed)
+            .map(|(&l, &a)| if a { l } else { f32::NEG_INFINITY })
+            .collect(),
+    ))
+}
+
+/// The `k` most likely tokens with their log-probs at the sampling temperature (plain
+/// log-softmax when greedy), most likely first.
+fn top_log_probs(logits: &[f32], params: &SamplingParams, k: usize) -> Vec<(u32, f32)> {
+    let inv_t = if params.temperature == 0.0 {
+        1.0
+    } else {
+        1.0 / params.temperature as f32
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_z = max * inv_t
+        + logits
+            .iter()
+            .map(|&l| ((l - max) * inv_t).exp())
+            .sum::<f32>()
+            .ln();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let k = k.min(logits.len());
+    order.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(k);
+    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order
+        .into_iter()
+        .filter(|&t| logits[t] > f32::NEG_INFINITY)
+        .map(|t| (t as u32, logits[t] * inv_t - log_z))
+        .collect()
 }
 
 fn pick(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {

@@ -93,6 +93,10 @@ mod tests {
         let mut all = FailureGuard::new(1.0, 1, "j".into());
         assert!(all.observe(4, 3, None).is_ok());
         assert!(all.observe(4, 4, None).is_err());
-        assert!(FailureGuard::new(0.5, 1, "j".into()).observe(0, 0, None).is_ok());
+        assert!(
+            FailureGuard::new(0.5, 1, "j".into())
+                .observe(0, 0, None)
+                .is_ok()
+        );
     }
 }

@@ -186,11 +186,9 @@ fn endpoint_problem(endpoint: &str) -> Option<String> {
         None => Some(format!(
             "{endpoint:?} is not an http:// or https:// URL; use e.g. \"http://127.0.0.1:8000/v1\""
         )),
-        Some(h) if h.is_empty() || h.starts_with(':') || h.contains(char::is_whitespace) => {
-            Some(format!(
-                "{endpoint:?} names no host; use e.g. \"http://127.0.0.1:8000/v1\""
-            ))
-        }
+        Some(h) if h.is_empty() || h.starts_with(':') || h.contains(char::is_whitespace) => Some(
+            format!("{endpoint:?} names no host; use e.g. \"http://127.0.0.1:8000/v1\""),
+        ),
         Some(h) => match h.rsplit_once(':') {
             Some((_, port)) if !h.ends_with(']') && port.parse::<u16>().is_err() => Some(format!(
                 "{endpoint:?}: port {port:?} is not a number in 0..=65535"
@@ -464,7 +462,10 @@ impl LmJudge {
                 let said = response.into_string().unwrap_or_default();
                 return Err(Failure {
                     reason: format!("http-{code}"),
-                    detail: format!("the judge API answered HTTP {code}: {}", excerpt(&said, 200)),
+                    detail: format!(
+                        "the judge API answered HTTP {code}: {}",
+                        excerpt(&said, 200)
+                    ),
                     retry,
                 });
             }
@@ -475,7 +476,10 @@ impl LmJudge {
                 return Err(Failure {
                     reason: reason.into(),
                     detail: if timeout {
-                        format!("{url}: no reply within timeout_s = {} s", self.cfg.timeout_s)
+                        format!(
+                            "{url}: no reply within timeout_s = {} s",
+                            self.cfg.timeout_s
+                        )
                     } else {
                         format!("{url}: {}", t.kind())
                     },

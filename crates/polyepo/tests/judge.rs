@@ -42,7 +42,7 @@ fn temp(tag: &str) -> PathBuf {
 /// success path (HTTP, chat template, generation, reply parsing) with a real model.
 fn copy_prompt(dir: &std::path::Path) -> String {
     let path = dir.join("copy.txt");
-    std::fs::write(&path, "Task {problem}. Copy this text exactly and write nothing else:\n{\"1\": {\"cluster_id\": 0}, \"2\": {\"cluster_id\": 1}, \"3\": {\"cluster_id\": 100}}").unwrap();
+    std::fs::write(&path, "Task {problem}. Copy this text exactly and write nothing else:\n{\"1\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"2\": {\"chain_of_thought\": \"b\", \"cluster_id\": 1}, \"3\": {\"chain_of_thought\": \"c\", \"cluster_id\": 100}}").unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -69,7 +69,7 @@ fn labels_a_group_through_the_real_server_and_caches_it() {
         endpoint: format!("http://{}/v1", server.addr),
         model: "smollm2".into(),
         prompt: copy_prompt(&dir),
-        max_tokens: 64,
+        max_tokens: 96,
         cache: Some(dir.join("cache.jsonl")),
         ..LmJudgeConfig::default()
     };
@@ -176,7 +176,7 @@ fn latency_runs_to_the_end_of_the_reply_and_timeouts_say_so() {
         endpoint: format!("http://{}/v1", server.addr),
         model: "smollm2".into(),
         prompt: copy_prompt(&dir),
-        max_tokens: 64,
+        max_tokens: 96,
         response_format: ResponseFormat::None,
         ..LmJudgeConfig::default()
     })
@@ -232,7 +232,8 @@ fn bad_endpoints_and_unwritable_caches_are_refused_at_construction() {
     .err()
     .expect("unwritable cache accepted");
     assert!(
-        e.to_string().contains("cannot write /nonexistent-dir/cache.jsonl"),
+        e.to_string()
+            .contains("cannot write /nonexistent-dir/cache.jsonl"),
         "{e}"
     );
 }
@@ -352,7 +353,7 @@ fn training_can_take_its_strategy_labels_from_the_lm_judge() {
     let server = server();
     let dir = temp("train");
     let prompt_file = dir.join("copy4.txt");
-    std::fs::write(&prompt_file, "Copy this text exactly and write nothing else:\n{\"1\": {\"cluster_id\": 0}, \"2\": {\"cluster_id\": 1}, \"3\": {\"cluster_id\": 0}, \"4\": {\"cluster_id\": 100}}\n\nReference: {problem}").unwrap();
+    std::fs::write(&prompt_file, "Copy this text exactly and write nothing else:\n{\"1\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"2\": {\"chain_of_thought\": \"b\", \"cluster_id\": 1}, \"3\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"4\": {\"chain_of_thought\": \"d\", \"cluster_id\": 100}}\n\nReference: {problem}").unwrap();
     let cfg = polyepo::rl::config::TrainConfig::load(
         None,
         &[
@@ -366,8 +367,9 @@ fn training_can_take_its_strategy_labels_from_the_lm_judge() {
             "algorithm.set_size=2".into(),
             "algorithm.judge=lm".into(),
             format!("judge.endpoint=\"http://{}/v1\"", server.addr),
+            "judge.model=\"smollm2\"".into(),
             format!("judge.prompt=\"{}\"", prompt_file.display()),
-            "judge.max_tokens=64".into(),
+            "judge.max_tokens=96".into(),
             "judge.retries=0".into(),
         ],
     )

@@ -288,6 +288,13 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The tokenizer as `tokenizer.json` text (what grammar engines read the vocabulary from).
+    pub fn to_json(&self) -> ModelResult<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| ModelError::format("tokenizer", e.to_string()))
+    }
+
     /// Writes `tokenizer.json` (for export next to HF-format weights).
     pub fn save(&self, path: &Path) -> ModelResult<()> {
         self.inner

@@ -64,6 +64,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         top_k: args.top_k,
         stop_strings: args.stop.clone(),
         seed: args.seed,
+        top_logprobs: 0,
     };
     let prompts = vec![prompt; args.n.max(1)];
     let start = Instant::now();

@@ -27,9 +27,9 @@ use tokio::time::timeout;
 use polyepo_engine::model::TextTokenizer;
 
 use super::ServeLimits;
-use super::protocol::{
-    HttpError, Prepared, error_body, finish_name, now, outcome, prepare, sse_chunk,
-};
+use super::grammar::Grammars;
+use super::protocol::{Endpoint, HttpError, Prepared, error_body, prepare};
+use super::reply::{outcome, sse_finish, sse_role, sse_text, sse_usage};
 use super::worker::{Job, JobEvent};
 
 /// How often a reply with nothing new writes something (a space, or an SSE comment line):
@@ -42,6 +42,8 @@ pub struct Shared {
     pub jobs: std::sync::mpsc::Sender<Job>,
     /// Prompt encoding and chat templates.
     pub tokenizer: TextTokenizer,
+    /// `response_format` grammars and the vocabulary's bytes (for log-probs).
+    pub grammars: Grammars,
     /// Model name reported by /v1/models.
     pub name: String,
     /// Request limits.
@@ -118,7 +120,9 @@ async fn connection(socket: TcpStream, shared: Arc<Shared>) {
 /// Over the connection limit: one 503 and close.
 async fn refuse(socket: TcpStream) {
     use tokio::io::AsyncWriteExt;
-    let body = error_body("too many connections; try again shortly").to_string();
+    let body = HttpError::new(503, "too many connections; try again shortly")
+        .body()
+        .to_string();
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
         body.len()
@@ -150,11 +154,11 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Rep
     match route(request, &shared).await {
         Ok(Route::Reply(body)) => json_reply(200, &body),
         Ok(Route::Generate(g)) => match submit(&shared, &g) {
-            Ok((events, cancelled)) if g.stream => stream(g, events, cancelled, &shared),
-            Ok((events, cancelled)) => complete(g, events, cancelled, &shared).await,
-            Err(HttpError(status, message)) => json_reply(status, &error_body(&message)),
+            Ok((events, cancelled)) if g.stream => stream(g, events, cancelled, shared),
+            Ok((events, cancelled)) => complete(g, events, cancelled, shared).await,
+            Err(e) => json_reply(e.status, &e.body()),
         },
-        Err(HttpError(status, message)) => json_reply(status, &error_body(&message)),
+        Err(e) => json_reply(e.status, &e.body()),
     }
 }
 
@@ -172,35 +176,36 @@ async fn route(request: Request<Incoming>, shared: &Shared) -> Result<Route, Htt
         )),
         (&Method::POST, "/v1/chat/completions" | "/v1/completions") => {
             let limit = shared.limits.max_body_bytes;
-            let too_big = || HttpError(413, format!("request body over {limit} bytes"));
+            let too_big = || HttpError::new(413, format!("request body over {limit} bytes"));
             let body = Limited::new(request.into_body(), limit);
             // A body that trickles in is cut off like an idle connection.
             let body = timeout(shared.limits.idle_timeout, body.collect())
                 .await
-                .map_err(|_| HttpError(408, "the request body did not arrive in time".into()))?
+                .map_err(|_| HttpError::new(408, "the request body did not arrive in time"))?
                 .map_err(|e| {
                     if e.is::<http_body_util::LengthLimitError>() {
                         too_big()
                     } else {
-                        HttpError(400, format!("cannot read the body: {e}"))
+                        HttpError::new(400, format!("cannot read the body: {e}"))
                     }
                 })?
                 .to_bytes();
             let chat = path.ends_with("chat/completions");
-            let g = prepare(
-                chat,
-                &body,
-                &shared.tokenizer,
-                &shared.name,
-                &shared.limits,
-                shared.context,
-            )?;
+            let endpoint = Endpoint {
+                tokenizer: &shared.tokenizer,
+                grammars: &shared.grammars,
+                name: &shared.name,
+                limits: &shared.limits,
+                context: shared.context,
+            };
+            let g = prepare(chat, &body, &endpoint)?;
             Ok(Route::Generate(g))
         }
-        (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
-            Err(HttpError(405, format!("{method} is not allowed on {path}")))
-        }
-        _ => Err(HttpError(
+        (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => Err(HttpError::new(
+            405,
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(HttpError::new(
             404,
             format!("no route {path}: use /v1/models, /v1/chat/completions or /v1/completions"),
         )),
@@ -217,14 +222,19 @@ fn submit(
     shared
         .jobs
         .send(Job {
-            prompt: g.prompt.clone(),
+            prompts: g.prompts.clone(),
             n: g.n,
+            constraints: g.grammar.as_ref().map(|m| {
+                (0..g.rows())
+                    .map(|_| shared.grammars.constraint(m))
+                    .collect()
+            }),
             params: g.params.clone(),
             stream: g.stream,
             events,
             cancelled: cancelled.clone(),
         })
-        .map_err(|_| HttpError(503, "the model worker stopped".into()))?;
+        .map_err(|_| HttpError::new(503, "the model worker stopped"))?;
     Ok((rx, cancelled))
 }
 
@@ -296,13 +306,14 @@ async fn complete(
     g: Prepared,
     mut events: mpsc::UnboundedReceiver<JobEvent>,
     cancelled: Arc<AtomicBool>,
-    shared: &Shared,
+    shared: Arc<Shared>,
 ) -> Response<ReplyBody> {
     let mut guard = CancelOnDrop(Some(cancelled.clone()));
     loop {
         match next_event(&mut events).await {
             Some(JobEvent::Done(result)) => {
-                let (status, body) = outcome(&g, result);
+                let (status, body) =
+                    outcome(&g, result, &shared.grammars, &shared.tokenizer.stop_ids);
                 return json_reply(status, &body);
             }
             Some(JobEvent::Delta { .. }) => {}
@@ -322,7 +333,8 @@ async fn complete(
                 loop {
                     match next_event(&mut events).await {
                         Some(JobEvent::Done(result)) => {
-                            let (_, body) = outcome(&g, result);
+                            let (_, body) =
+                                outcome(&g, result, &shared.grammars, &shared.tokenizer.stop_ids);
                             return out.send(body.to_string()).await;
                         }
                         Some(JobEvent::Delta { .. }) => {}
@@ -341,37 +353,37 @@ fn stream(
     g: Prepared,
     mut events: mpsc::UnboundedReceiver<JobEvent>,
     cancelled: Arc<AtomicBool>,
-    shared: &Shared,
+    shared: Arc<Shared>,
 ) -> Response<ReplyBody> {
-    let id = format!("polyepo-{}", now());
-    fed_body(
-        200,
-        "text/event-stream",
-        cancelled,
-        shared.limits.idle_timeout,
-        move |out| {
-            Box::pin(async move {
-                loop {
-                    match next_event(&mut events).await {
-                        Some(JobEvent::Delta { index, text }) => {
-                            out.send(sse_chunk(&g, &id, index, Some(&text), None))
-                                .await?
-                        }
-                        Some(JobEvent::Done(Ok(choices))) => {
-                            for (index, (_, finish, _)) in choices.iter().enumerate() {
-                                let last =
-                                    sse_chunk(&g, &id, index, None, Some(finish_name(*finish)));
-                                out.send(last).await?;
-                            }
-                            return out.send("data: [DONE]\n\n").await;
-                        }
-                        Some(JobEvent::Done(Err(e))) => {
-                            return out.send(format!("data: {}\n\n", error_body(&e))).await;
-                        }
-                        None => out.send(": keep-alive\n\n").await?,
-                    }
+    let idle = shared.limits.idle_timeout;
+    fed_body(200, "text/event-stream", cancelled, idle, move |out| {
+        Box::pin(async move {
+            for index in 0..g.rows() {
+                if let Some(first) = sse_role(&g, index) {
+                    out.send(first).await?;
                 }
-            })
-        },
-    )
+            }
+            let (vocab, stops) = (&shared.grammars, &shared.tokenizer.stop_ids);
+            loop {
+                match next_event(&mut events).await {
+                    Some(JobEvent::Delta { index, text }) => {
+                        out.send(sse_text(&g, index, &text)).await?
+                    }
+                    Some(JobEvent::Done(Ok(choices))) => {
+                        for (index, c) in choices.iter().enumerate() {
+                            out.send(sse_finish(&g, index, c, vocab, stops)).await?;
+                        }
+                        if let Some(usage) = sse_usage(&g, &choices) {
+                            out.send(usage).await?;
+                        }
+                        return out.send("data: [DONE]\n\n").await;
+                    }
+                    Some(JobEvent::Done(Err(e))) => {
+                        return out.send(format!("data: {}\n\n", error_body(&e))).await;
+                    }
+                    None => out.send(": keep-alive\n\n").await?,
+                }
+            }
+        })
+    })
 }

@@ -7,9 +7,13 @@
 //! that left. It serves trained policies, and it is the real server the LM judge's tests
 //! talk to.
 
+mod grammar;
 mod http;
 mod protocol;
+mod reply;
 mod worker;
+
+pub use protocol::{DEFAULT_MAX_TOKENS, MAX_TOP_LOGPROBS};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,8 +88,11 @@ impl Server {
             .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
         let (jobs, rx) = std::sync::mpsc::channel();
         let busy_rows = Arc::new(AtomicUsize::new(0));
+        let grammars = grammar::Grammars::new(&tokenizer)
+            .map_err(|e| format!("cannot set up constrained decoding: {e}"))?;
         let shared = Arc::new(http::Shared {
             jobs,
+            grammars,
             tokenizer: tokenizer.clone(),
             name,
             limits: limits.clone(),

@@ -10,12 +10,23 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use polyepo_engine::model::{Llama, TextTokenizer};
-use polyepo_engine::sample::{BatchSampler, FinishReason, SamplingParams};
+use polyepo_engine::sample::{BatchSampler, FinishReason, SamplingParams, TokenConstraint};
 
 use super::ServeLimits;
 
-/// One finished choice: text, why it ended, tokens generated.
-pub type Choice = (String, FinishReason, usize);
+/// One finished choice.
+pub struct Choice {
+    /// The text, cut before a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// The tokens generated (the stop token included).
+    pub tokens: Vec<u32>,
+    /// log π of each token under the sampling distribution.
+    pub log_probs: Vec<f32>,
+    /// The most likely alternatives at each position, when asked.
+    pub top: Vec<Vec<(u32, f32)>>,
+}
 
 /// What the worker tells a request's handler.
 pub enum JobEvent {
@@ -32,10 +43,12 @@ pub enum JobEvent {
 
 /// A generation request: prompt tokens, settings, and where the answer goes.
 pub struct Job {
-    /// Prompt token ids.
-    pub prompt: Vec<u32>,
-    /// Choices to generate.
+    /// Prompt token ids, one list per prompt.
+    pub prompts: Vec<Vec<u32>>,
+    /// Choices to generate per prompt.
     pub n: usize,
+    /// One token constraint per row (prompt-major), when the request has a grammar.
+    pub constraints: Option<Vec<Box<dyn TokenConstraint>>>,
     /// Sampling settings.
     pub params: SamplingParams,
     /// Whether text is sent as it is generated.
@@ -54,9 +67,16 @@ struct Member {
     sent: Vec<String>,
 }
 
+impl Job {
+    /// Rows it generates: `n` per prompt.
+    fn rows(&self) -> usize {
+        self.prompts.len() * self.n
+    }
+}
+
 impl Member {
     fn rows(&self) -> std::ops::Range<usize> {
-        self.first_row..self.first_row + self.job.n
+        self.first_row..self.first_row + self.job.rows()
     }
 
     fn gone(&self) -> bool {
@@ -162,12 +182,18 @@ impl Running<'_> {
         for m in members {
             let mine: Vec<Choice> = generations
                 .by_ref()
-                .take(m.job.n)
-                .map(|g| (g.text, g.finish, g.tokens.len()))
+                .take(m.job.rows())
+                .map(|g| Choice {
+                    text: g.text,
+                    finish: g.finish,
+                    tokens: g.tokens,
+                    log_probs: g.log_probs,
+                    top: g.top_log_probs,
+                })
                 .collect();
             if m.job.stream {
-                for (index, (text, _, _)) in mine.iter().enumerate() {
-                    if let Some(rest) = text.strip_prefix(m.sent[index].as_str())
+                for (index, c) in mine.iter().enumerate() {
+                    if let Some(rest) = c.text.strip_prefix(m.sent[index].as_str())
                         && !rest.is_empty()
                     {
                         let _ = m.job.events.send(JobEvent::Delta {
@@ -195,9 +221,9 @@ fn batches(jobs: Vec<Job>, max_batch: usize) -> Vec<Vec<Job>> {
             }
         );
         let group = groups.entry(key).or_default();
-        let rows = |b: &Vec<Job>| b.iter().map(|j| j.n).sum::<usize>();
+        let rows = |b: &Vec<Job>| b.iter().map(Job::rows).sum::<usize>();
         match group.last_mut() {
-            Some(b) if rows(b) + job.n <= max_batch => b.push(job),
+            Some(b) if rows(b) + job.rows() <= max_batch => b.push(job),
             _ => group.push(vec![job]),
         }
     }
@@ -214,20 +240,27 @@ fn start<'t>(model: &Llama, tokenizer: &'t TextTokenizer, jobs: Vec<Job>) -> Opt
     let params = first.params.clone();
     let rows: Vec<Vec<u32>> = jobs
         .iter()
-        .flat_map(|j| std::iter::repeat_n(j.prompt.clone(), j.n))
+        .flat_map(|j| {
+            j.prompts
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.clone(), j.n))
+        })
         .collect();
     match BatchSampler::new(model, tokenizer, &rows, &params) {
-        Ok(sampler) => {
+        Ok(mut sampler) => {
             let mut first_row = 0;
             let members = jobs
                 .into_iter()
-                .map(|job| {
+                .map(|mut job| {
+                    for (i, c) in job.constraints.take().into_iter().flatten().enumerate() {
+                        sampler.constrain(first_row + i, c);
+                    }
                     let m = Member {
                         first_row,
-                        sent: vec![String::new(); job.n],
+                        sent: vec![String::new(); job.rows()],
                         job,
                     };
-                    first_row += m.job.n;
+                    first_row += m.job.rows();
                     m
                 })
                 .collect();
@@ -270,7 +303,7 @@ pub fn run(
                 Err(_) => return,
             }
             // Requests arriving together are batched together.
-            while pending.iter().map(|j| j.n).sum::<usize>() < limits.max_batch {
+            while pending.iter().map(Job::rows).sum::<usize>() < limits.max_batch {
                 match jobs.recv_timeout(Duration::from_millis(2)) {
                     Ok(job) => pending.push(job),
                     Err(RecvTimeoutError::Timeout) => break,

@@ -72,6 +72,7 @@ pub fn collect(
         top_k: rollout.top_k,
         stop_strings: Vec::new(),
         seed,
+        top_logprobs: 0,
     };
     let generations = generate(&policy.model, &policy.tokenizer, &rows, &params)?;
     times.rollout = start.elapsed().as_secs_f64();
