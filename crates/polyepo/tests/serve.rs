@@ -192,6 +192,7 @@ fn streaming_sends_the_same_text_as_a_whole_reply() {
         assert_eq!(code, 200, "{whole}");
         let mut streaming = request.clone();
         streaming["stream"] = json!(true);
+        streaming["stream_options"] = json!({"include_usage": true});
         let body = ureq::post(&format!("{base}/{path}"))
             .set("Content-Type", "application/json")
             .send_string(&streaming.to_string())
@@ -200,10 +201,18 @@ fn streaming_sends_the_same_text_as_a_whole_reply() {
             .unwrap();
         let data = sse_data(&body);
         assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{body}");
-        let chunks: Vec<Value> = data[..data.len() - 1]
+        let mut chunks: Vec<Value> = data[..data.len() - 1]
             .iter()
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
+        // Asked for: a last chunk with no choices and the usage of the whole reply.
+        let usage = chunks.pop().unwrap();
+        assert_eq!(usage["choices"], json!([]), "{body}");
+        assert_eq!(usage["usage"], whole["usage"], "{body}");
+        assert!(chunks.iter().all(|c| c["id"] == usage["id"] && c["usage"].is_null()));
+        if path.starts_with("chat") {
+            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{body}");
+        }
         let text: String = chunks
             .iter()
             .map(|c| {
@@ -354,4 +363,91 @@ fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
         .unwrap();
     assert_eq!(models["data"][0]["id"], "smollm2");
     drop(server);
+}
+
+#[test]
+fn openai_fields_clients_send_are_honoured() {
+    let (server, base) = server();
+    let chat = format!("{base}/chat/completions");
+    // An unknown model is a 404 with OpenAI's code; an unknown role a 400 naming the field.
+    let (code, v) = post(&chat, &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string());
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert_eq!(v["error"]["param"], "model");
+    let (code, v) = post(&chat, &json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string());
+    assert_eq!((code, v["error"]["param"].as_str()), (400, Some("messages[0].role")), "{v}");
+    assert!(v["error"].get("code").is_some(), "{v}");
+
+    // Content as a list of text parts reads as the same text; max_completion_tokens caps the
+    // reply; an empty stop string stops nothing; the ids of two replies differ.
+    let ask = |content: Value| {
+        post(&chat, &json!({"messages": [{"role": "user", "content": content}], "max_completion_tokens": 5, "temperature": 0, "stop": ""}).to_string())
+    };
+    let (code, a) = ask(json!("What is 2+3?"));
+    assert_eq!(code, 200, "{a}");
+    let (_, b) = ask(json!([{"type": "text", "text": "What is "}, {"type": "text", "text": "2+3?"}]));
+    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+    assert_eq!(a["usage"]["completion_tokens"], 5, "{a}");
+    assert!(!a["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
+    assert_ne!(a["id"], b["id"]);
+    assert!(a["id"].as_str().unwrap().starts_with("chatcmpl-"));
+
+    // Log-probs: one entry per generated token, the chosen token's log-prob among the
+    // alternatives, alternatives in descending order.
+    let (_, v) = post(&chat, &json!({"messages": [{"role": "user", "content": "Count: 1, 2,"}], "max_tokens": 6, "temperature": 0, "logprobs": true, "top_logprobs": 3}).to_string());
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len() as u64, v["usage"]["completion_tokens"].as_u64().unwrap() - u64::from(v["choices"][0]["finish_reason"] == "stop"));
+    let text: String = content.iter().map(|e| e["token"].as_str().unwrap()).collect();
+    assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap());
+    for e in content {
+        let top: Vec<f64> = e["top_logprobs"].as_array().unwrap().iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        assert_eq!(top.len(), 3);
+        assert!(top.windows(2).all(|w| w[0] >= w[1]), "{top:?}");
+        // Greedy: the chosen token is the most likely one.
+        assert!((e["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6, "{e}");
+    }
+
+    // Completions take a list of prompts (choices prompt-major) and report logprobs.
+    let (code, v) = post(&format!("{base}/completions"), &json!({"prompt": ["1, 2, 3,", "a, b, c,"], "max_tokens": 3, "temperature": 0, "n": 2, "logprobs": 1}).to_string());
+    assert_eq!(code, 200, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    assert_eq!(choices[0]["text"], choices[1]["text"]);
+    assert_ne!(choices[0]["text"], choices[2]["text"]);
+    assert_eq!(choices[0]["logprobs"]["tokens"].as_array().unwrap().len(), 3);
+    assert_eq!(choices[0]["logprobs"]["text_offset"][0], 0);
+    server.shutdown();
+}
+
+#[test]
+fn response_format_constrains_the_reply_to_the_schema() {
+    let (server, base) = server();
+    let chat = format!("{base}/chat/completions");
+    let schema = json!({
+        "type": "object",
+        "properties": {"answer": {"type": "integer"}, "why": {"type": "string", "maxLength": 20}},
+        "required": ["answer", "why"],
+        "additionalProperties": false,
+    });
+    // Unconstrained, SmolLM2 answers in prose; constrained, the reply parses and fits.
+    let body = |format: Value| json!({"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 60, "temperature": 0, "response_format": format}).to_string();
+    let (_, free) = post(&chat, &body(Value::Null));
+    let free = free["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    assert!(serde_json::from_str::<Value>(&free).is_err(), "{free}");
+    let (code, v) = post(&chat, &body(json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})));
+    assert_eq!(code, 200, "{v}");
+    let reply: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(reply["answer"].is_i64(), "{reply}");
+    assert!(reply["why"].as_str().unwrap().chars().count() <= 20, "{reply}");
+    assert_eq!(reply.as_object().unwrap().len(), 2);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let (code, v) = post(&chat, &body(json!({"type": "json_object"})));
+    assert_eq!(code, 200, "{v}");
+    let reply: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap_or("")).unwrap_or(Value::Null);
+    // json_object: an object, or a prefix of one cut by max_tokens.
+    assert!(reply.is_object() || v["choices"][0]["finish_reason"] == "length", "{v}");
+    // A bad format is a 400 naming the field.
+    let (code, v) = post(&chat, &body(json!({"type": "yaml"})));
+    assert_eq!((code, v["error"]["param"].as_str()), (400, Some("response_format")), "{v}");
+    server.shutdown();
 }
