@@ -13,7 +13,8 @@ fi
 # cached copy would only take disk. torch goes in first, on its own, so its downloads are
 # freed before the rest arrive: the peak disk use is then about the installed size.
 export PIP_NO_CACHE_DIR=1
-torch_pin=$(grep -o '"torch==[0-9.]*"' python/pyproject.toml | head -n 1 | tr -d '"')
-.venv/bin/python -m pip install --quiet "$torch_pin"
-.venv/bin/python -m pip install --quiet "./python[test]"
+# The tested versions (python/constraints-ci.txt) within the package's ranges.
+constraints=python/constraints-ci.txt
+.venv/bin/python -m pip install --quiet -c "$constraints" "$(grep '^torch==' "$constraints")"
+.venv/bin/python -m pip install --quiet -c "$constraints" "./python[test]"
 .venv/bin/python -m pytest python/tests -q -p no:cacheprovider -W ignore::DeprecationWarning

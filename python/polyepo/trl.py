@@ -95,6 +95,10 @@ class PolyEpoTrainer(GRPOTrainer):
         self.polyepo_settings = dict(
             set_size=set_size, objective=objective, estimator=estimator, degenerate_id=degenerate_id
         )
+        # Every setting is checked now, by the code that will use it, on one dummy group:
+        # a misspelt objective fails here, not inside step 1 after generation.
+        n = self.num_generations
+        polyepo.set_advantages([0.0] * n, list(range(n)), [0] * n, **self.polyepo_settings)
         self.polyepo_last: dict[str, Any] | None = None
         self._polyepo_batch: tuple[Any, list, list] | None = None
 

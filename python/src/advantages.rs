@@ -104,14 +104,20 @@ pub fn set_advantages<'py>(
     rewards: &Bound<'py, PyAny>,
     clusters: &Bound<'py, PyAny>,
     group_ids: &Bound<'py, PyAny>,
-    set_size: usize,
+    set_size: i64,
     objective: &str,
     estimator: &str,
     degenerate_id: i64,
-    sets: usize,
-    seed: u64,
-    max_sets: u64,
+    sets: i64,
+    seed: i128,
+    max_sets: i64,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let set_size = count("set_size", set_size)?;
+    let sets = count("sets", sets)?;
+    let max_sets = count("max_sets", max_sets)? as u64;
+    let seed = u64::try_from(seed).map_err(|_| {
+        PyValueError::new_err(format!("seed is {seed}: use an integer in 0..=2**64 - 1"))
+    })?;
     let objective = self::objective(objective)?;
     let method = Method::Set {
         objective,
@@ -185,6 +191,18 @@ pub fn diversity_bonus_advantages<'py>(
 /// 1 - C(samples - correct, k) / C(samples, k). Needs correct <= samples and
 /// 1 <= k <= samples.
 #[pyfunction]
-pub fn pass_at_k(samples: usize, correct: usize, k: usize) -> PyResult<f64> {
+pub fn pass_at_k(samples: i64, correct: i64, k: i64) -> PyResult<f64> {
+    let (samples, correct, k) = (
+        count("samples", samples)?,
+        count("correct", correct)?,
+        count("k", k)?,
+    );
     setrl::pass_at_k(samples, correct, k).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// A count argument: a non-negative integer, or an error naming the argument.
+fn count(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value).map_err(|_| {
+        PyValueError::new_err(format!("{name} is {value}: use a non-negative integer"))
+    })
 }

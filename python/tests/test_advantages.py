@@ -145,7 +145,10 @@ def test_sampled_estimator_is_reproducible_and_close():
         (lambda: polyepo.set_advantages([1, 0], [0, 1], [0, 0], 1, objective="poly"), ValueError, "objective"),
         (lambda: polyepo.set_advantages([1, 0], [0, 1], [0, 0], 1, estimator="mc"), ValueError, "estimator"),
         (lambda: polyepo.set_advantages([1] * 40, [0] * 40, [0] * 40, 20, estimator="enumerate", max_sets=1000), ValueError, "sets"),
-        (lambda: polyepo.set_advantages([1, 0], [0, 1], [0, 0], -1), OverflowError, "negative|overflow|convert"),
+        (lambda: polyepo.set_advantages([1, 0], [0, 1], [0, 0], -1), ValueError, "set_size is -1"),
+        (lambda: polyepo.set_advantages([1, 0], [0, 1], [0, 0], 1, seed=-2), ValueError, "seed is -2"),
+        (lambda: polyepo.pass_at_k(-1, 0, 1), ValueError, "samples is -1"),
+        (lambda: polyepo.pass_at_k(4, 1, -3), ValueError, "k is -3"),
         (lambda: polyepo.set_advantages([1e308, 1e308], [0, 1], [0, 0], 1, objective="mean"), ValueError, "too large.*rescale"),
     ],
 )

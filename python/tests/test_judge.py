@@ -17,12 +17,14 @@ RESPONSES = ["2+3=5", "Count up from 2: 3, 4, 5.", "banana banana"]
 
 @pytest.fixture()
 def copy_prompt(tmp_path):
-    """A prompt SmolLM2 follows greedily: copy a fixed JSON reply (exercises the whole
-    success path with a real model; the judge's taste is not under test)."""
+    """A prompt SmolLM2 follows greedily: copy a fixed JSON reply in the judge's schema
+    (exercises the whole success path, constrained decoding included, with a real model;
+    the judge's taste is not under test)."""
     path = tmp_path / "copy.txt"
     path.write_text(
         "Task {problem}. Copy this text exactly and write nothing else:\n"
-        '{"1": {"cluster_id": 0}, "2": {"cluster_id": 1}, "3": {"cluster_id": 100}}'
+        '{"1": {"chain_of_thought": "a", "cluster_id": 0}, "2": {"chain_of_thought": "b", "cluster_id": 1}, '
+        '"3": {"chain_of_thought": "c", "cluster_id": 100}}'
     )
     return str(path)
 
@@ -35,7 +37,7 @@ def closed_port() -> int:
 
 def test_labels_many_groups_and_caches(server, copy_prompt, tmp_path):
     cache = tmp_path / "cache.jsonl"
-    judge = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=64, max_concurrency=4)
+    judge = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=96, max_concurrency=4)
     labels = judge.label(["What is 2+3?", "Add 2 and 3."], [RESPONSES, RESPONSES])
     assert [l.status for l in labels] == ["ok", "ok"]
     assert all(l.ok for l in labels)
@@ -43,7 +45,7 @@ def test_labels_many_groups_and_caches(server, copy_prompt, tmp_path):
     stats = judge.stats()
     assert stats["calls"] == 2 and stats["labelled"] == 2 and stats["failures"] == {}
     # A new judge on the same cache file pays nothing for the same groups.
-    again = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=64)
+    again = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=96)
     assert [l.status for l in again.label(["What is 2+3?"], [RESPONSES])] == ["cached"]
     assert again.stats()["calls"] == 0
     # Labels feed set_advantages directly.
@@ -91,7 +93,31 @@ def test_gil_is_released_while_waiting(server):
     assert judge.stats()["failures"] == {"timeout": 2}
 
 
+def test_a_judge_that_keeps_failing_raises_naming_itself_and_logs_why(caplog):
+    # A port nothing listens on: every group fails, every call.
+    judge = polyepo.Judge(f"http://127.0.0.1:{closed_port()}/v1", "m", retries=0, max_failed_steps=2)
+    with caplog.at_level("WARNING", logger="polyepo.judge"):
+        polyepo.flat_clusters(["p"] * 3, RESPONSES, [0, 0, 0], judge)
+    assert "failed on 1 of 1 groups" in caplog.text and "connection" in caplog.text
+    with pytest.raises(polyepo.JudgeUnusableError, match=r"model `m` at http://127\.0\.0\.1:\d+/v1.*last failure: connection"):
+        judge.label(["p"], [RESPONSES])
+    # Off with max_failed_steps=0.
+    lenient = polyepo.Judge(f"http://127.0.0.1:{closed_port()}/v1", "m", retries=0, max_failed_steps=0)
+    for _ in range(4):
+        [labels] = lenient.label(["p"], [RESPONSES])
+    assert labels.status == "failed: connection" and labels.detail
+    assert repr(labels) == "GroupLabels(clusters=[None, None, None], status=\"failed: connection\")"
+
+
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="endpoint"):
+        polyepo.Judge("127.0.0.1:8000/v1", "m")
+    with pytest.raises(ValueError, match="cache"):
+        polyepo.Judge("http://x/v1", "m", cache="/nonexistent-dir/cache.jsonl")
+    with pytest.raises(ValueError, match="response_format"):
+        polyepo.Judge("http://x/v1", "m", response_format="yaml")
+    with pytest.raises(ValueError, match="max_failure_rate"):
+        polyepo.Judge("http://x/v1", "m", max_failure_rate=2.0)
     with pytest.raises(ValueError, match="failure_policy"):
         polyepo.Judge("http://x/v1", "m", failure_policy="retry")
     with pytest.raises(ValueError, match="max_concurrency"):

@@ -104,3 +104,14 @@ def test_set_size_larger_than_the_group_is_refused(tmp_path):
         PolyEpoTrainer(model=model, reward_funcs=lambda completions, **k: [0.0] * len(completions), args=args,
                        train_dataset=datasets.Dataset.from_dict({"prompt": ["add two"]}),
                        processing_class=tokenizer, strategy=lambda p, c: 0, set_size=5)
+
+
+@pytest.mark.parametrize("setting, message", [({"objective": "polychromatc"}, "objective"), ({"estimator": "mc"}, "estimator")])
+def test_bad_settings_are_refused_at_construction(tmp_path, setting, message):
+    model, tokenizer = tiny_model_and_tokenizer()
+    args = trl.GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
+                          report_to=[], use_cpu=True, max_steps=1)
+    with pytest.raises(ValueError, match=message):
+        PolyEpoTrainer(model=model, reward_funcs=lambda completions, **k: [0.0] * len(completions), args=args,
+                       train_dataset=datasets.Dataset.from_dict({"prompt": ["add two"]}),
+                       processing_class=tokenizer, strategy=lambda p, c: 0, set_size=2, **setting)

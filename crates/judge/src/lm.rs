@@ -46,6 +46,8 @@ impl FailurePolicy {
 /// Whether the judge asks the server to constrain its reply to the reply's JSON schema
 /// (OpenAI's `response_format`; vLLM, llama.cpp's server and `polyepo serve` honour it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "clap", value(rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormat {
     /// Ask for the schema; when the server refuses the field (HTTP 400 or 422 whose body

@@ -30,7 +30,38 @@ pub fn extract_answer(text: &str) -> Option<String> {
             }
         }
     }
-    last_number(text)
+    whole_expression(text)
+        .or_else(|| last_equation(text))
+        .or_else(|| last_number(text))
+}
+
+/// The whole text, when it is one short line that evaluates as a number or an expression
+/// (`1.5 \times 10^{3}`, `\frac{3}{4}`): nothing else in it can be the answer.
+fn whole_expression(text: &str) -> Option<String> {
+    let t = text.trim().trim_end_matches('.').trim();
+    (!t.contains('\n')
+        && !t.contains('=')
+        && t.len() <= 40
+        && numeric_value(&normalize(t)).is_some())
+    .then(|| t.to_owned())
+}
+
+/// What follows the last `=` of the last line that has one, when that line is the text's last
+/// line with a number and what follows is short and holds a digit: "x = \frac{3}{4}" is
+/// `\frac{3}{4}`, not its last number `4`.
+fn last_equation(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.chars().any(|c| c.is_ascii_digit()))?;
+    let (_, rhs) = line.rsplit_once('=')?;
+    let rhs = rhs
+        .trim()
+        .trim_end_matches(['.', '$'])
+        .trim_start_matches('$')
+        .trim();
+    (!rhs.is_empty() && rhs.len() <= 40 && rhs.chars().any(|c| c.is_ascii_digit()))
+        .then(|| rhs.to_owned())
 }
 
 /// The contents of the last `\boxed{...}` (or `\fbox{...}`), braces balanced.
@@ -67,6 +98,20 @@ fn last_number(text: &str) -> Option<String> {
                     || ((chars[i] == '.' || chars[i] == ',' || chars[i] == '/')
                         && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
             {
+                i += 1;
+            }
+            // An exponent (1e3, 2.5E-4) and a percent sign belong to the number.
+            if matches!(chars.get(i), Some('e' | 'E')) {
+                let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
+                let mut j = i + 1 + sign;
+                while chars.get(j).is_some_and(char::is_ascii_digit) {
+                    j += 1;
+                }
+                if j > i + 1 + sign && !chars.get(j).is_some_and(|c| c.is_alphabetic()) {
+                    i = j;
+                }
+            }
+            if chars.get(i) == Some(&'%') {
                 i += 1;
             }
             found = Some(chars[start..i].iter().collect::<String>());
@@ -206,6 +251,7 @@ pub fn normalize(answer: &str) -> String {
     {
         s = s.replace(',', "");
     }
+    s = expand_exponents(&s);
     // Trailing units: "12cm", "5dollars", "3 apples" (letters after a number).
     let digits_end = s
         .rfind(|c: char| c.is_ascii_digit() || c == ')' || c == '}')
@@ -217,6 +263,38 @@ pub fn normalize(answer: &str) -> String {
         s.truncate(digits_end);
     }
     s
+}
+
+/// Scientific notation as a power of ten: `1e3` → `1*10^(3)`, `2.5E-4` → `2.5*10^(-4)`. Only
+/// an `e` between a number and an exponent counts, so a variable `e` stays one.
+fn expand_exponents(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let after_number = i > 0 && chars[i - 1].is_ascii_digit();
+        let sign = matches!(chars.get(i + 1), Some('+' | '-'));
+        let digits_from = i + 1 + usize::from(sign);
+        let exponent_end = (digits_from..chars.len())
+            .find(|&j| !chars[j].is_ascii_digit())
+            .unwrap_or(chars.len());
+        let followed_by_letter = chars.get(exponent_end).is_some_and(|c| c.is_alphabetic());
+        if (c == 'e' || c == 'E')
+            && after_number
+            && exponent_end > digits_from
+            && !followed_by_letter
+        {
+            out.push_str("*10^(");
+            out.extend(&chars[i + 1..exponent_end]);
+            out.push(')');
+            i = exponent_end;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 /// The value of a normalised answer, when it is a number or a simple expression.
@@ -396,5 +474,28 @@ mod tests {
             Some("-7.5")
         );
         assert_eq!(extract_answer("no numbers"), None);
+        // An equation's right side, not its last number; exponents and percent signs kept.
+        assert_eq!(
+            extract_answer("x = \\frac{3}{4}").as_deref(),
+            Some("\\frac{3}{4}")
+        );
+        assert_eq!(extract_answer("about 1e3 grams").as_deref(), Some("1e3"));
+        assert_eq!(extract_answer("50%").as_deref(), Some("50%"));
+    }
+
+    #[test]
+    fn answers_as_models_write_them_verify() {
+        let verify = |response: &str, answer: &str| {
+            extract_answer(response).is_some_and(|a| equivalent(&a, answer))
+        };
+        assert!(verify("x = \\frac{3}{4}", "0.75"));
+        assert!(verify("1e3", "1000"));
+        assert!(verify("2.5E-4", "0.00025"));
+        assert!(verify("1.5 \\times 10^{3}", "1500"));
+        // A bare percentage and a stated one agree.
+        assert_eq!(verify("50%", "0.5"), verify("The answer is 50%", "0.5"));
+        assert!(verify("50%", "0.5"));
+        // An exponent is a power of ten, not digits run together.
+        assert!(!verify("1e3", "13"));
     }
 }

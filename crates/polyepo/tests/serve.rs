@@ -209,9 +209,16 @@ fn streaming_sends_the_same_text_as_a_whole_reply() {
         let usage = chunks.pop().unwrap();
         assert_eq!(usage["choices"], json!([]), "{body}");
         assert_eq!(usage["usage"], whole["usage"], "{body}");
-        assert!(chunks.iter().all(|c| c["id"] == usage["id"] && c["usage"].is_null()));
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c["id"] == usage["id"] && c["usage"].is_null())
+        );
         if path.starts_with("chat") {
-            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{body}");
+            assert_eq!(
+                chunks[0]["choices"][0]["delta"]["role"], "assistant",
+                "{body}"
+            );
         }
         let text: String = chunks
             .iter()
@@ -370,12 +377,22 @@ fn openai_fields_clients_send_are_honoured() {
     let (server, base) = server();
     let chat = format!("{base}/chat/completions");
     // An unknown model is a 404 with OpenAI's code; an unknown role a 400 naming the field.
-    let (code, v) = post(&chat, &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string());
+    let (code, v) = post(
+        &chat,
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    );
     assert_eq!(code, 404, "{v}");
     assert_eq!(v["error"]["code"], "model_not_found");
     assert_eq!(v["error"]["param"], "model");
-    let (code, v) = post(&chat, &json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string());
-    assert_eq!((code, v["error"]["param"].as_str()), (400, Some("messages[0].role")), "{v}");
+    let (code, v) = post(
+        &chat,
+        &json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string(),
+    );
+    assert_eq!(
+        (code, v["error"]["param"].as_str()),
+        (400, Some("messages[0].role")),
+        "{v}"
+    );
     assert!(v["error"].get("code").is_some(), "{v}");
 
     // Content as a list of text parts reads as the same text; max_completion_tokens caps the
@@ -385,10 +402,19 @@ fn openai_fields_clients_send_are_honoured() {
     };
     let (code, a) = ask(json!("What is 2+3?"));
     assert_eq!(code, 200, "{a}");
-    let (_, b) = ask(json!([{"type": "text", "text": "What is "}, {"type": "text", "text": "2+3?"}]));
-    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+    let (_, b) =
+        ask(json!([{"type": "text", "text": "What is "}, {"type": "text", "text": "2+3?"}]));
+    assert_eq!(
+        a["choices"][0]["message"]["content"],
+        b["choices"][0]["message"]["content"]
+    );
     assert_eq!(a["usage"]["completion_tokens"], 5, "{a}");
-    assert!(!a["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
+    assert!(
+        !a["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
     assert_ne!(a["id"], b["id"]);
     assert!(a["id"].as_str().unwrap().starts_with("chatcmpl-"));
 
@@ -396,15 +422,33 @@ fn openai_fields_clients_send_are_honoured() {
     // alternatives, alternatives in descending order.
     let (_, v) = post(&chat, &json!({"messages": [{"role": "user", "content": "Count: 1, 2,"}], "max_tokens": 6, "temperature": 0, "logprobs": true, "top_logprobs": 3}).to_string());
     let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
-    assert_eq!(content.len() as u64, v["usage"]["completion_tokens"].as_u64().unwrap() - u64::from(v["choices"][0]["finish_reason"] == "stop"));
-    let text: String = content.iter().map(|e| e["token"].as_str().unwrap()).collect();
-    assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        content.len() as u64,
+        v["usage"]["completion_tokens"].as_u64().unwrap()
+            - u64::from(v["choices"][0]["finish_reason"] == "stop")
+    );
+    let text: String = content
+        .iter()
+        .map(|e| e["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
     for e in content {
-        let top: Vec<f64> = e["top_logprobs"].as_array().unwrap().iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        let top: Vec<f64> = e["top_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["logprob"].as_f64().unwrap())
+            .collect();
         assert_eq!(top.len(), 3);
         assert!(top.windows(2).all(|w| w[0] >= w[1]), "{top:?}");
         // Greedy: the chosen token is the most likely one.
-        assert!((e["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6, "{e}");
+        assert!(
+            (e["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6,
+            "{e}"
+        );
     }
 
     // Completions take a list of prompts (choices prompt-major) and report logprobs.
@@ -414,7 +458,10 @@ fn openai_fields_clients_send_are_honoured() {
     assert_eq!(choices.len(), 4);
     assert_eq!(choices[0]["text"], choices[1]["text"]);
     assert_ne!(choices[0]["text"], choices[2]["text"]);
-    assert_eq!(choices[0]["logprobs"]["tokens"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        choices[0]["logprobs"]["tokens"].as_array().unwrap().len(),
+        3
+    );
     assert_eq!(choices[0]["logprobs"]["text_offset"][0], 0);
     server.shutdown();
 }
@@ -430,24 +477,45 @@ fn response_format_constrains_the_reply_to_the_schema() {
         "additionalProperties": false,
     });
     // Unconstrained, SmolLM2 answers in prose; constrained, the reply parses and fits.
-    let body = |format: Value| json!({"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 60, "temperature": 0, "response_format": format}).to_string();
+    let body = |format: Value| {
+        json!({"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 60, "temperature": 0, "response_format": format}).to_string()
+    };
     let (_, free) = post(&chat, &body(Value::Null));
-    let free = free["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let free = free["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(serde_json::from_str::<Value>(&free).is_err(), "{free}");
-    let (code, v) = post(&chat, &body(json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})));
+    let (code, v) = post(
+        &chat,
+        &body(json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})),
+    );
     assert_eq!(code, 200, "{v}");
-    let reply: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let reply: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert!(reply["answer"].is_i64(), "{reply}");
-    assert!(reply["why"].as_str().unwrap().chars().count() <= 20, "{reply}");
+    assert!(
+        reply["why"].as_str().unwrap().chars().count() <= 20,
+        "{reply}"
+    );
     assert_eq!(reply.as_object().unwrap().len(), 2);
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let (code, v) = post(&chat, &body(json!({"type": "json_object"})));
     assert_eq!(code, 200, "{v}");
-    let reply: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap_or("")).unwrap_or(Value::Null);
+    let reply: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap_or(""))
+            .unwrap_or(Value::Null);
     // json_object: an object, or a prefix of one cut by max_tokens.
-    assert!(reply.is_object() || v["choices"][0]["finish_reason"] == "length", "{v}");
+    assert!(
+        reply.is_object() || v["choices"][0]["finish_reason"] == "length",
+        "{v}"
+    );
     // A bad format is a 400 naming the field.
     let (code, v) = post(&chat, &body(json!({"type": "yaml"})));
-    assert_eq!((code, v["error"]["param"].as_str()), (400, Some("response_format")), "{v}");
+    assert_eq!(
+        (code, v["error"]["param"].as_str()),
+        (400, Some("response_format")),
+        "{v}"
+    );
     server.shutdown();
 }

@@ -106,6 +106,50 @@ pub struct EvalReport {
     /// for the same settings (absent in reports written before it was recorded).
     #[serde(default)]
     pub settings: Option<EvalSettings>,
+    /// With an LM judge on a task that has a program labeler: how often the judge labelled
+    /// a group and how well its clusters match the labeler's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_agreement: Option<JudgeAgreement>,
+}
+
+/// The LM judge against the task's program labeler on the same groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeAgreement {
+    /// Groups sent to the judge.
+    pub groups: usize,
+    /// Groups it labelled (a valid reply or the cache).
+    pub labelled: usize,
+    /// Mean adjusted Rand index between its clusters and the labeler's over the labelled
+    /// groups (1: the same partition; about 0: chance; degenerate counts as one cluster).
+    pub mean_ari: f64,
+}
+
+/// The adjusted Rand index of two labellings of the same items (Hubert and Arabie). When
+/// neither can be better than chance (every item in one cluster, or every item alone, in
+/// both), it is 1 for equal partitions and 0 otherwise.
+pub fn adjusted_rand_index(a: &[Strategy], b: &[Strategy]) -> f64 {
+    let pairs = |n: usize| (n * n.saturating_sub(1) / 2) as f64;
+    let mut joint: HashMap<(Strategy, Strategy), usize> = HashMap::new();
+    let (mut rows, mut cols): (HashMap<Strategy, usize>, HashMap<Strategy, usize>) =
+        (HashMap::new(), HashMap::new());
+    for (&x, &y) in a.iter().zip(b) {
+        *joint.entry((x, y)).or_default() += 1;
+        *rows.entry(x).or_default() += 1;
+        *cols.entry(y).or_default() += 1;
+    }
+    let index: f64 = joint.values().map(|&c| pairs(c)).sum();
+    let (sa, sb): (f64, f64) = (
+        rows.values().map(|&c| pairs(c)).sum(),
+        cols.values().map(|&c| pairs(c)).sum(),
+    );
+    let total = pairs(a.len().min(b.len()));
+    let expected = if total > 0.0 { sa * sb / total } else { 0.0 };
+    let max = (sa + sb) / 2.0;
+    if (max - expected).abs() < 1e-12 {
+        let same = joint.len() == rows.len() && joint.len() == cols.len();
+        return if same { 1.0 } else { 0.0 };
+    }
+    (index - expected) / (max - expected)
 }
 
 impl EvalReport {
@@ -166,6 +210,28 @@ pub fn evaluate(
             .map(|r| r.unwrap_or_default())
             .collect()
     });
+    let judge_agreement = judged
+        .as_ref()
+        .filter(|_| task.has_labeler())
+        .map(|labels| {
+            let aris: Vec<f64> = labels
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.len() == m)
+                .filter_map(|(i, l)| {
+                    let exact: Option<Vec<Strategy>> = texts[i * m..(i + 1) * m]
+                        .iter()
+                        .map(|a| task.strategy(&prompts[i], a))
+                        .collect();
+                    exact.map(|e| adjusted_rand_index(l, &e))
+                })
+                .collect();
+            JudgeAgreement {
+                groups: labels.len(),
+                labelled: aris.len(),
+                mean_ari: aris.iter().sum::<f64>() / aris.len().max(1) as f64,
+            }
+        });
     let mut pass = vec![0.0; m];
     let (mut reward_sum, mut degenerate, mut all_sum, mut correct_sum) = (0.0, 0usize, 0.0, 0.0);
     let mut pooled = HashSet::new();
@@ -250,6 +316,7 @@ pub fn evaluate(
         per_prompt,
         position_entropy: entropy_sum.iter().map(|e| e / n).collect(),
         settings: Some(settings.clone()),
+        judge_agreement,
     })
 }
 
@@ -292,6 +359,37 @@ mod tests {
 
     fn texts(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn adjusted_rand_index_matches_hand_computed_values() {
+        let c = |ids: &[i64]| -> Vec<Strategy> {
+            ids.iter()
+                .map(|&i| {
+                    if i < 0 {
+                        Strategy::Degenerate
+                    } else {
+                        Strategy::Cluster(i)
+                    }
+                })
+                .collect()
+        };
+        // Relabelled but the same partition.
+        assert_eq!(
+            adjusted_rand_index(&c(&[0, 0, 1, 1]), &c(&[5, 5, 7, 7])),
+            1.0
+        );
+        // sklearn: adjusted_rand_score([0,0,1,1],[0,0,1,2]) = 0.5714285714285715.
+        let v = adjusted_rand_index(&c(&[0, 0, 1, 1]), &c(&[0, 0, 1, 2]));
+        assert!((v - 4.0 / 7.0).abs() < 1e-12, "{v}");
+        // sklearn: adjusted_rand_score([0,0,0,1,1,1],[0,1,2,0,1,2]) = -0.25.
+        let v = adjusted_rand_index(&c(&[0, 0, 0, 1, 1, 1]), &c(&[0, 1, 2, 0, 1, 2]));
+        assert!((v + 0.25).abs() < 1e-12, "{v}");
+        // Degenerate is one cluster of its own.
+        assert_eq!(adjusted_rand_index(&c(&[-1, -1, 2]), &c(&[3, 3, 4])), 1.0);
+        // Chance-free cases: everything in one cluster.
+        assert_eq!(adjusted_rand_index(&c(&[1, 1, 1]), &c(&[2, 2, 2])), 1.0);
+        assert_eq!(adjusted_rand_index(&c(&[1, 1, 1]), &c(&[1, 2, 3])), 0.0);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct EvalArgs {
     /// Judge prompt: math, code, generic or a file.
     #[arg(long, default_value = "generic")]
     pub judge_prompt: String,
+    /// Whether the judge asks the server for schema-constrained replies (default: the
+    /// config's `judge.response_format`, itself `auto`).
+    #[arg(long, value_enum)]
+    pub judge_response_format: Option<polyepo::rl::judge::lm::ResponseFormat>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -113,6 +117,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             endpoint: endpoint.clone(),
             model: args.judge_model.clone(),
             prompt: args.judge_prompt.clone(),
+            response_format: args
+                .judge_response_format
+                .unwrap_or(cfg.judge.response_format),
             ..cfg.judge.clone()
         })?),
         None => None,
@@ -126,6 +133,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     )?;
     if let Some(j) = &judge {
         eprintln!("judge stats: {}", serde_json::to_string(&j.stats())?);
+    }
+    if let Some(a) = &report.judge_agreement {
+        eprintln!(
+            "judge against the task's labeler: {} of {} groups labelled ({:.0}%), mean adjusted Rand index {:.3}",
+            a.labelled,
+            a.groups,
+            100.0 * a.labelled as f64 / a.groups.max(1) as f64,
+            a.mean_ari
+        );
     }
 
     println!("| k | pass@k |\n|---|---|");

@@ -107,10 +107,13 @@ impl TrainConfig {
             ),
         )?;
         require(
-            o.adamw.lr > 0.0 && o.adamw.lr.is_finite(),
+            o.adamw.lr >= 0.0 && o.adamw.lr.is_finite(),
             origin,
             "optim.lr",
-            format!("is {}; must be a finite number > 0", o.adamw.lr),
+            format!(
+                "is {}; must be a finite number > 0 (or 0 for a control run that changes nothing)",
+                o.adamw.lr
+            ),
         )?;
         let w = &o.adamw;
         require(

@@ -239,10 +239,12 @@ impl Reach {
         let eval = match cfg.held_out {
             HeldOut::Shifted => draw_prompts(cfg.eval_prompts, "task.reach", || draw(true))?,
             HeldOut::Training => {
-                let seen: std::collections::HashSet<String> =
+                // Distinct prompts that are not training prompts: a held-out set that repeats
+                // a handful of prompts would give intervals far too narrow.
+                let mut seen: std::collections::HashSet<String> =
                     train.iter().map(|p| p.text.clone()).collect();
                 draw_prompts(cfg.eval_prompts, "task.reach.held_out", || {
-                    draw(false).filter(|p| !seen.contains(&p.text))
+                    draw(false).filter(|p| seen.insert(p.text.clone()))
                 })
                 .map_err(|e| ConfigError {
                     message: format!(
@@ -420,8 +422,8 @@ mod tests {
     fn the_training_held_out_split_draws_new_prompts_from_the_training_distribution() {
         let cfg = ReachConfig {
             train_prompts: 64,
-            eval_prompts: 32,
-            targets: [1, 6],
+            eval_prompts: 12,
+            targets: [1, 12],
             held_out: HeldOut::Training,
             ..ReachConfig::default()
         };
@@ -433,7 +435,7 @@ mod tests {
             .collect();
         for p in task.eval_prompts() {
             let (target, allowed) = Reach::spec(p);
-            assert!((1..=6).contains(&target), "{}", p.text);
+            assert!((1..=12).contains(&target), "{}", p.text);
             assert!(
                 allowed.iter().all(|s| cfg.train_steps.contains(s)),
                 "{}",
@@ -446,6 +448,13 @@ mod tests {
             );
             assert_eq!(task.needs_unseen(p), Some(false));
         }
+        // Every held-out prompt once.
+        let distinct: std::collections::HashSet<&str> = task
+            .eval_prompts()
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect();
+        assert_eq!(distinct.len(), task.eval_prompts().len());
         // The shifted split (the default) of the same settings allows unseen steps.
         let shifted = Reach::new(&ReachConfig {
             held_out: HeldOut::Shifted,

@@ -198,6 +198,11 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
     } else {
         0
     };
+    if cfg.optim.adamw.lr == 0.0 {
+        on_event(Event::Log(
+            "warning: optim.lr = 0: a control run, the policy will not change".into(),
+        ));
+    }
     on_event(Event::Start {
         from: step,
         total: cfg.run.steps,
