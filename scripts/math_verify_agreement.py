@@ -20,3 +20,21 @@ for r in rows:
     else:
         print(f"differs: {r['predicted']!r} vs {r['reference']!r}: table {r['equivalent']}, math-verify {verdict}", file=sys.stderr)
 print(f"math-verify agrees with the table on {agree} of {len(rows)} pairs ({100 * agree / len(rows):.1f}%)")
+
+# The replies written the way models write them (scripts/make_math_pairs.py): math-verify
+# extracts from the whole reply, as polyepo's reward does.
+written = pathlib.Path(__file__).resolve().parent.parent / "crates/judge/tests/data/math_pairs_written.jsonl"
+rows = [json.loads(line) for line in written.read_text().splitlines() if line.strip()]
+agree = 0
+by_kind: dict[str, list[int]] = {}
+for r in rows:
+    verdict = bool(verify(parse(f"${r['reference']}$"), parse(r["response"])))
+    hit = verdict == r["equivalent"]
+    agree += hit
+    by_kind.setdefault(r["kind"], [0, 0])
+    by_kind[r["kind"]][0] += hit
+    by_kind[r["kind"]][1] += 1
+    if not hit:
+        print(f"differs: {r['response']!r} vs {r['reference']!r}: true verdict {r['equivalent']}, math-verify {verdict}", file=sys.stderr)
+print(f"math-verify gets {agree} of {len(rows)} model-written replies right ({100 * agree / len(rows):.1f}%); by kind: "
+      + ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(by_kind.items())))

@@ -17,7 +17,7 @@ pub fn extract_answer(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
     for marker in ["the answer is", "answer:", "####"] {
         if let Some(pos) = lower.rfind(marker) {
-            let rest = text[pos + marker.len()..].trim();
+            let rest = text[pos + marker.len()..].trim().trim_start_matches(':').trim();
             let line = rest
                 .lines()
                 .next()
@@ -33,17 +33,65 @@ pub fn extract_answer(text: &str) -> Option<String> {
     whole_expression(text)
         .or_else(|| last_equation(text))
         .or_else(|| last_number(text))
+        .or_else(|| short_answer(text))
 }
 
 /// The whole text, when it is one short line that evaluates as a number or an expression
-/// (`1.5 \times 10^{3}`, `\frac{3}{4}`): nothing else in it can be the answer.
+/// (`1.5 \times 10^{3}`, `\frac{3}{4}`) or is written as an interval, a tuple, a set or a list
+/// of numbers (`[-8, 9)`, `\{1, 2\}`, `3, 5, 7`): nothing else in it can be the answer.
 fn whole_expression(text: &str) -> Option<String> {
     let t = text.trim().trim_end_matches('.').trim();
-    (!t.contains('\n')
-        && !t.contains('=')
-        && t.len() <= 40
-        && numeric_value(&normalize(t)).is_some())
-    .then(|| t.to_owned())
+    if t.contains('\n') || t.contains('=') || t.len() > 40 {
+        return None;
+    }
+    let n = normalize(t);
+    (numeric_value(&n).is_some() || list_items(&n).is_some()).then(|| t.to_owned())
+}
+
+/// A reply that is one short line (`\text{Yes}`, `Tuesday`) is its own answer.
+fn short_answer(text: &str) -> Option<String> {
+    let t = text.trim().trim_end_matches('.').trim();
+    (!t.is_empty() && !t.contains('\n') && t.chars().count() <= 40).then(|| t.to_owned())
+}
+
+/// The items of an interval, tuple, set or bare list of numbers, with its brackets: `[-8,9)`
+/// is (`[`, [-8, 9], `)`); `\{1,2\}` and `1,2` have no order (brackets `{` and ` `).
+fn list_items(normalized: &str) -> Option<(char, Vec<String>, char)> {
+    let (open, body, close) = if let Some(b) = normalized
+        .strip_prefix("\\{")
+        .and_then(|b| b.strip_suffix("\\}"))
+    {
+        ('{', b, '}')
+    } else {
+        let first = normalized.chars().next()?;
+        let last = normalized.chars().last()?;
+        if "([".contains(first) && ")]".contains(last) && normalized.len() >= 2 {
+            (first, &normalized[1..normalized.len() - 1], last)
+        } else {
+            (' ', normalized, ' ')
+        }
+    };
+    let items: Vec<String> = body.split(',').map(|i| i.trim().to_owned()).collect();
+    let numeric = items.iter().all(|i| {
+        !i.is_empty() && (numeric_value(i).is_some() || i == "\\infty" || i == "-\\infty")
+    });
+    (items.len() >= 2 && numeric).then_some((open, items, close))
+}
+
+/// Whether two lists (see [`list_items`]) hold equal items: in order for intervals and
+/// tuples, in any order for sets and bare lists; `None` when either is not a list.
+fn lists_equal(p: &str, r: &str) -> Option<bool> {
+    let (po, mut pi, pc) = list_items(p)?;
+    let (ro, mut ri, rc) = list_items(r)?;
+    if (po, pc) != (ro, rc) || pi.len() != ri.len() {
+        return Some(false);
+    }
+    if po == '{' || po == ' ' {
+        let key = |i: &String| numeric_value(i).unwrap_or(f64::INFINITY);
+        pi.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        ri.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    }
+    Some(pi.iter().zip(&ri).all(|(a, b)| a == b || equivalent(a, b)))
 }
 
 /// What follows the last `=` of the last line that has one, when that line is the text's last
@@ -236,6 +284,19 @@ pub fn normalize(answer: &str) -> String {
     if s.len() > 1 && s.chars().all(char::is_alphabetic) {
         s = s.to_lowercase();
     }
+    s = expand_exponents(&s);
+    // Trailing units: "12cm", "5dollars", "3 apples" (letters after a number).
+    let digits_end = s
+        .rfind(|c: char| c.is_ascii_digit() || c == ')' || c == '}')
+        .map_or(0, |i| i + 1);
+    // One letter after a number is a variable (`4+9x`), not a unit.
+    if digits_end > 0
+        && s[digits_end..].chars().count() >= 2
+        && s[digits_end..].chars().all(|c| c.is_alphabetic())
+        && !s[..digits_end].contains('\\')
+    {
+        s.truncate(digits_end);
+    }
     // Thousands separators: 1,234,567 (groups of three digits only).
     if s.contains(',')
         && s.split(',')
@@ -250,17 +311,6 @@ pub fn normalize(answer: &str) -> String {
         })
     {
         s = s.replace(',', "");
-    }
-    s = expand_exponents(&s);
-    // Trailing units: "12cm", "5dollars", "3 apples" (letters after a number).
-    let digits_end = s
-        .rfind(|c: char| c.is_ascii_digit() || c == ')' || c == '}')
-        .map_or(0, |i| i + 1);
-    if digits_end > 0
-        && s[digits_end..].chars().all(|c| c.is_alphabetic())
-        && !s[..digits_end].contains('\\')
-    {
-        s.truncate(digits_end);
     }
     s
 }
@@ -286,7 +336,7 @@ fn expand_exponents(s: &str) -> String {
             && !followed_by_letter
         {
             out.push_str("*10^(");
-            out.extend(&chars[i + 1..exponent_end]);
+            out.extend(chars[i + 1..exponent_end].iter().filter(|c| **c != '+'));
             out.push(')');
             i = exponent_end;
             continue;
@@ -415,6 +465,9 @@ pub fn equivalent(predicted: &str, reference: &str) -> bool {
     if p == r {
         return true;
     }
+    if let Some(same) = lists_equal(&p, &r) {
+        return same;
+    }
     // Expressions in variables: equal at several points (polynomial identity testing).
     let vars = variables(&p);
     if !vars.is_empty() || !variables(&r).is_empty() {
@@ -473,7 +526,12 @@ mod tests {
             extract_answer("we get 3 then -7.5 finally").as_deref(),
             Some("-7.5")
         );
-        assert_eq!(extract_answer("no numbers"), None);
+        assert_eq!(
+            extract_answer("I am not sure.\nLet me think about it more."),
+            None
+        );
+        // A one-line reply is its own answer.
+        assert_eq!(extract_answer("\\text{Yes}").as_deref(), Some("\\text{Yes}"));
         // An equation's right side, not its last number; exponents and percent signs kept.
         assert_eq!(
             extract_answer("x = \\frac{3}{4}").as_deref(),

@@ -382,9 +382,10 @@ mod tests {
         // sklearn: adjusted_rand_score([0,0,1,1],[0,0,1,2]) = 0.5714285714285715.
         let v = adjusted_rand_index(&c(&[0, 0, 1, 1]), &c(&[0, 0, 1, 2]));
         assert!((v - 4.0 / 7.0).abs() < 1e-12, "{v}");
-        // sklearn: adjusted_rand_score([0,0,0,1,1,1],[0,1,2,0,1,2]) = -0.25.
+        // Crossed partitions, below chance: index 0, expected 6·3/15 = 1.2, max 4.5, so
+        // (0 − 1.2) / (4.5 − 1.2) = −4/11.
         let v = adjusted_rand_index(&c(&[0, 0, 0, 1, 1, 1]), &c(&[0, 1, 2, 0, 1, 2]));
-        assert!((v + 0.25).abs() < 1e-12, "{v}");
+        assert!((v + 4.0 / 11.0).abs() < 1e-12, "{v}");
         // Degenerate is one cluster of its own.
         assert_eq!(adjusted_rand_index(&c(&[-1, -1, 2]), &c(&[3, 3, 4])), 1.0);
         // Chance-free cases: everything in one cluster.
