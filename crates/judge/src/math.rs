@@ -17,7 +17,10 @@ pub fn extract_answer(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
     for marker in ["the answer is", "answer:", "####"] {
         if let Some(pos) = lower.rfind(marker) {
-            let rest = text[pos + marker.len()..].trim().trim_start_matches(':').trim();
+            let rest = text[pos + marker.len()..]
+                .trim()
+                .trim_start_matches(':')
+                .trim();
             let line = rest
                 .lines()
                 .next()
@@ -531,7 +534,10 @@ mod tests {
             None
         );
         // A one-line reply is its own answer.
-        assert_eq!(extract_answer("\\text{Yes}").as_deref(), Some("\\text{Yes}"));
+        assert_eq!(
+            extract_answer("\\text{Yes}").as_deref(),
+            Some("\\text{Yes}")
+        );
         // An equation's right side, not its last number; exponents and percent signs kept.
         assert_eq!(
             extract_answer("x = \\frac{3}{4}").as_deref(),

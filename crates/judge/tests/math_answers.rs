@@ -49,10 +49,17 @@ fn model_written_replies_are_verified() {
         let got = polyepo_judge::math::extract_answer(response)
             .is_some_and(|a| equivalent(&a, reference));
         if got != expected {
-            wrong.push(format!("{response:?} vs {reference:?}: expected {expected}"));
+            wrong.push(format!(
+                "{response:?} vs {reference:?}: expected {expected}"
+            ));
         }
     }
     assert!(total >= 300, "{total} pairs");
     eprintln!("{} of {total} right", total - wrong.len());
-    assert!(wrong.is_empty(), "{} of {total} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {total} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

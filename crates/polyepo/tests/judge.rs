@@ -277,8 +277,7 @@ fn a_run_whose_judge_fails_on_every_group_stops_naming_the_judge() {
             },
         },
     )
-    .err()
-    .expect("a run with an unreachable judge finished");
+    .expect_err("a run with an unreachable judge finished");
     let text = e.to_string();
     assert!(
         text.contains(&format!("model `judge` at http://{closed}/v1"))

@@ -117,7 +117,7 @@ impl TokenConstraint for GrammarConstraint {
             .matcher
             .compute_mask_or_eos()
             .map_err(|e| e.to_string())?;
-        let eos = mask.len() > 0 && self.matcher.is_accepting().unwrap_or(false);
+        let eos = !mask.is_empty() && self.matcher.is_accepting().unwrap_or(false);
         for (t, slot) in allowed.iter_mut().enumerate().take(self.vocab) {
             *slot = mask.is_allowed(t as u32);
         }

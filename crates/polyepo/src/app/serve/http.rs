@@ -154,8 +154,8 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Rep
     match route(request, &shared).await {
         Ok(Route::Reply(body)) => json_reply(200, &body),
         Ok(Route::Generate(g)) => match submit(&shared, &g) {
-            Ok((events, cancelled)) if g.stream => stream(g, events, cancelled, shared),
-            Ok((events, cancelled)) => complete(g, events, cancelled, shared).await,
+            Ok((events, cancelled)) if g.stream => stream(*g, events, cancelled, shared),
+            Ok((events, cancelled)) => complete(*g, events, cancelled, shared).await,
             Err(e) => json_reply(e.status, &e.body()),
         },
         Err(e) => json_reply(e.status, &e.body()),
@@ -164,7 +164,7 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Rep
 
 enum Route {
     Reply(Value),
-    Generate(Prepared),
+    Generate(Box<Prepared>),
 }
 
 async fn route(request: Request<Incoming>, shared: &Shared) -> Result<Route, HttpError> {
@@ -199,7 +199,7 @@ async fn route(request: Request<Incoming>, shared: &Shared) -> Result<Route, Htt
                 context: shared.context,
             };
             let g = prepare(chat, &body, &endpoint)?;
-            Ok(Route::Generate(g))
+            Ok(Route::Generate(Box::new(g)))
         }
         (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => Err(HttpError::new(
             405,

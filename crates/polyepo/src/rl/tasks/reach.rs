@@ -476,7 +476,7 @@ mod tests {
             held_out: HeldOut::Training,
             ..ReachConfig::default()
         };
-        let err = Reach::new(&cfg).err().expect("no unseen prompt is left");
+        let err = Reach::new(&cfg).expect_err("no unseen prompt is left");
         assert_eq!(err.key, "task.reach.held_out");
         assert!(
             err.message.contains("256 training prompts")
