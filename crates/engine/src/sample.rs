@@ -400,18 +400,7 @@ fn mask_logits(c: &mut dyn TokenConstraint, logits: &[f32]) -> Result<Option<Vec
 /// The `k` most likely tokens with their log-probs at the sampling temperature (plain
 /// log-softmax when greedy), most likely first.
 fn top_log_probs(logits: &[f32], params: &SamplingParams, k: usize) -> Vec<(u32, f32)> {
-    let inv_t = if params.temperature == 0.0 {
-        1.0
-    } else {
-        1.0 / params.temperature as f32
-    };
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_z = max * inv_t
-        + logits
-            .iter()
-            .map(|&l| ((l - max) * inv_t).exp())
-            .sum::<f32>()
-            .ln();
+    let (inv_t, log_z) = softmax_scale(logits, params);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     let k = k.min(logits.len());
     order.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
@@ -424,9 +413,10 @@ fn top_log_probs(logits: &[f32], params: &SamplingParams, k: usize) -> Vec<(u32,
         .collect()
 }
 
-fn pick(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
-    let greedy = params.temperature == 0.0;
-    let inv_t = if greedy {
+/// 1/T (1 when greedy) and the log-normaliser of softmax(logits / T): log π(t) is
+/// `logits[t] * inv_t - log_z`.
+fn softmax_scale(logits: &[f32], params: &SamplingParams) -> (f32, f32) {
+    let inv_t = if params.temperature == 0.0 {
         1.0
     } else {
         1.0 / params.temperature as f32
@@ -438,6 +428,12 @@ fn pick(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, 
             .map(|&l| ((l - max) * inv_t).exp())
             .sum::<f32>()
             .ln();
+    (inv_t, log_z)
+}
+
+fn pick(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
+    let greedy = params.temperature == 0.0;
+    let (inv_t, log_z) = softmax_scale(logits, params);
     let log_prob = |t: usize| logits[t] * inv_t - log_z;
     if greedy {
         let best = logits

@@ -31,6 +31,25 @@ fn server() -> Server {
     .unwrap()
 }
 
+/// A short run on the tiny model whose strategy labels come from the LM judge, with
+/// `extra` overrides (the judge's endpoint and the like).
+fn lm_judged_training(extra: &[String]) -> polyepo::rl::config::TrainConfig {
+    let mut set: Vec<String> = [
+        "task.reach.train_prompts=32",
+        "task.reach.eval_prompts=8",
+        "warmup.steps=20",
+        "warmup.batch=8",
+        "rollout.prompts_per_step=4",
+        "rollout.samples_per_prompt=4",
+        "algorithm.set_size=2",
+        "algorithm.judge=lm",
+    ]
+    .map(String::from)
+    .to_vec();
+    set.extend_from_slice(extra);
+    polyepo::rl::config::TrainConfig::load(None, &set).unwrap()
+}
+
 fn temp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polyepo-judge-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -245,23 +264,11 @@ fn a_run_whose_judge_fails_on_every_group_stops_naming_the_judge() {
         .local_addr()
         .unwrap();
     let dir = temp("guard");
-    let cfg = polyepo::rl::config::TrainConfig::load(
-        None,
-        &[
-            "run.steps=10".into(),
-            "task.reach.train_prompts=32".into(),
-            "task.reach.eval_prompts=8".into(),
-            "warmup.steps=20".into(),
-            "warmup.batch=8".into(),
-            "rollout.prompts_per_step=4".into(),
-            "rollout.samples_per_prompt=4".into(),
-            "algorithm.set_size=2".into(),
-            "algorithm.judge=lm".into(),
-            format!("judge.endpoint=\"http://{closed}/v1\""),
-            "judge.retries=0".into(),
-        ],
-    )
-    .unwrap();
+    let cfg = lm_judged_training(&[
+        "run.steps=10".into(),
+        format!("judge.endpoint=\"http://{closed}/v1\""),
+        "judge.retries=0".into(),
+    ]);
     let run = dir.join("run");
     let mut logged = Vec::new();
     let e = polyepo::rl::train::train(
@@ -353,26 +360,14 @@ fn training_can_take_its_strategy_labels_from_the_lm_judge() {
     let dir = temp("train");
     let prompt_file = dir.join("copy4.txt");
     std::fs::write(&prompt_file, "Copy this text exactly and write nothing else:\n{\"1\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"2\": {\"chain_of_thought\": \"b\", \"cluster_id\": 1}, \"3\": {\"chain_of_thought\": \"a\", \"cluster_id\": 0}, \"4\": {\"chain_of_thought\": \"d\", \"cluster_id\": 100}}\n\nReference: {problem}").unwrap();
-    let cfg = polyepo::rl::config::TrainConfig::load(
-        None,
-        &[
-            "run.steps=1".into(),
-            "task.reach.train_prompts=32".into(),
-            "task.reach.eval_prompts=8".into(),
-            "warmup.steps=20".into(),
-            "warmup.batch=8".into(),
-            "rollout.prompts_per_step=4".into(),
-            "rollout.samples_per_prompt=4".into(),
-            "algorithm.set_size=2".into(),
-            "algorithm.judge=lm".into(),
-            format!("judge.endpoint=\"http://{}/v1\"", server.addr),
-            "judge.model=\"smollm2\"".into(),
-            format!("judge.prompt=\"{}\"", prompt_file.display()),
-            "judge.max_tokens=96".into(),
-            "judge.retries=0".into(),
-        ],
-    )
-    .unwrap();
+    let cfg = lm_judged_training(&[
+        "run.steps=1".into(),
+        format!("judge.endpoint=\"http://{}/v1\"", server.addr),
+        "judge.model=\"smollm2\"".into(),
+        format!("judge.prompt=\"{}\"", prompt_file.display()),
+        "judge.max_tokens=96".into(),
+        "judge.retries=0".into(),
+    ]);
     let run = dir.join("run");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     polyepo::rl::train::train(
