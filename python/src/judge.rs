@@ -159,10 +159,8 @@ impl Judge {
             max_failure_rate,
             max_failed_steps,
         };
-        // Settings are checked before anything is opened, and errors name the argument.
-        if let Some((key, message)) = cfg.problem() {
-            return Err(PyValueError::new_err(format!("{key}: {message}")));
-        }
+        // `LmJudge::new` checks every setting before it opens anything; its errors name the
+        // setting, which is the argument's name.
         let inner = LmJudge::new(cfg).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let guard = Mutex::new(inner.guard());
         Ok(Self {

@@ -312,8 +312,9 @@ impl<'a> BatchSampler<'a> {
                 },
             };
             let (token, log_prob) = pick(row, params, &mut self.rngs[i]);
+            let stop = tokenizer.stop_ids.contains(&token);
             if let Some(c) = &mut self.constraints[i]
-                && !tokenizer.stop_ids.contains(&token)
+                && !stop
             {
                 c.consume(token)
                     .map_err(|e| ModelError::format("constraint", e))?;
@@ -325,7 +326,7 @@ impl<'a> BatchSampler<'a> {
                 g.top_log_probs
                     .push(top_log_probs(row, params, params.top_logprobs));
             }
-            if tokenizer.stop_ids.contains(&token) {
+            if stop {
                 self.done[i] = true;
                 g.finish = FinishReason::Stop;
             } else if !params.stop_strings.is_empty() {

@@ -63,16 +63,14 @@ pub enum ResponseFormat {
 
 impl std::str::FromStr for ResponseFormat {
     type Err = String;
+    /// The names configs use (serde's), so a setting is spelt one way everywhere.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "json_schema" => Ok(Self::JsonSchema),
-            "json_object" => Ok(Self::JsonObject),
-            "none" => Ok(Self::None),
-            other => Err(format!(
-                "unknown response format {other:?}; use \"auto\", \"json_schema\", \"json_object\" or \"none\""
-            )),
-        }
+        use serde::de::value::{Error, StrDeserializer};
+        Self::deserialize(StrDeserializer::<Error>::new(s)).map_err(|_| {
+            format!(
+                "unknown response format {s:?}; use \"auto\", \"json_schema\", \"json_object\" or \"none\""
+            )
+        })
     }
 }
 
@@ -229,6 +227,14 @@ pub struct JudgeStats {
     pub last_failure: Option<String>,
 }
 
+impl JudgeStats {
+    /// Groups that failed since the snapshot `before` (all reasons).
+    pub fn failures_since(&self, before: &JudgeStats) -> u64 {
+        let total = |s: &JudgeStats| s.failures.values().sum::<u64>();
+        total(self).saturating_sub(total(before))
+    }
+}
+
 /// The outcome of labelling one group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labelled {
@@ -334,10 +340,7 @@ impl LmJudge {
                         path.display()
                     ))
                 })?;
-        }
-        if let Some(path) = &cfg.cache
-            && let Ok(text) = std::fs::read_to_string(path)
-        {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
             for line in text.lines() {
                 if let Ok((key, ids)) = serde_json::from_str::<(String, Vec<Option<i64>>)>(line) {
                     cache.insert(key, ids);

@@ -94,6 +94,11 @@ impl Grammars {
         })
     }
 
+    /// Whether `token` ends a turn for this model.
+    pub fn is_stop(&self, token: u32) -> bool {
+        self.stop_ids.contains(&token)
+    }
+
     /// A token's bytes as the model wrote them (special tokens without the marker).
     pub fn token_bytes(&self, token: u32) -> &[u8] {
         match self.token_bytes.get(token as usize) {

@@ -312,8 +312,7 @@ async fn complete(
     loop {
         match next_event(&mut events).await {
             Some(JobEvent::Done(result)) => {
-                let (status, body) =
-                    outcome(&g, result, &shared.grammars, &shared.tokenizer.stop_ids);
+                let (status, body) = outcome(&g, result, &shared.grammars);
                 return json_reply(status, &body);
             }
             Some(JobEvent::Delta { .. }) => {}
@@ -333,8 +332,7 @@ async fn complete(
                 loop {
                     match next_event(&mut events).await {
                         Some(JobEvent::Done(result)) => {
-                            let (_, body) =
-                                outcome(&g, result, &shared.grammars, &shared.tokenizer.stop_ids);
+                            let (_, body) = outcome(&g, result, &shared.grammars);
                             return out.send(body.to_string()).await;
                         }
                         Some(JobEvent::Delta { .. }) => {}
@@ -363,7 +361,7 @@ fn stream(
                     out.send(first).await?;
                 }
             }
-            let (vocab, stops) = (&shared.grammars, &shared.tokenizer.stop_ids);
+            let vocab = &shared.grammars;
             loop {
                 match next_event(&mut events).await {
                     Some(JobEvent::Delta { index, text }) => {
@@ -371,7 +369,7 @@ fn stream(
                     }
                     Some(JobEvent::Done(Ok(choices))) => {
                         for (index, c) in choices.iter().enumerate() {
-                            out.send(sse_finish(&g, index, c, vocab, stops)).await?;
+                            out.send(sse_finish(&g, index, c, vocab)).await?;
                         }
                         if let Some(usage) = sse_usage(&g, &choices) {
                             out.send(usage).await?;

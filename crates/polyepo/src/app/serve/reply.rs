@@ -23,17 +23,17 @@ fn usage(g: &Prepared, completion_tokens: usize) -> Value {
 }
 
 /// The tokens a choice's log-probs list: all it generated but the token that stopped it.
-fn listed(c: &Choice, stop_ids: &[u32]) -> usize {
+fn listed(c: &Choice, vocab: &Grammars) -> usize {
     match (c.finish, c.tokens.last()) {
-        (FinishReason::Stop, Some(t)) if stop_ids.contains(t) => c.tokens.len() - 1,
+        (FinishReason::Stop, Some(t)) if vocab.is_stop(*t) => c.tokens.len() - 1,
         _ => c.tokens.len(),
     }
 }
 
 /// A choice's log-probs in the layout the request's endpoint uses, or null.
-fn logprobs(g: &Prepared, c: &Choice, vocab: &Grammars, stop_ids: &[u32]) -> Value {
+fn logprobs(g: &Prepared, c: &Choice, vocab: &Grammars) -> Value {
     let text = |t: u32| String::from_utf8_lossy(vocab.token_bytes(t)).into_owned();
-    let n = listed(c, stop_ids);
+    let n = listed(c, vocab);
     match g.logprobs {
         Logprobs::Off => Value::Null,
         Logprobs::Chat(_) => {
@@ -42,7 +42,7 @@ fn logprobs(g: &Prepared, c: &Choice, vocab: &Grammars, stop_ids: &[u32]) -> Val
                 .map(|i| {
                     let mut e = entry(c.tokens[i], c.log_probs[i]);
                     let top: Vec<Value> = c
-                        .top
+                        .top_log_probs
                         .get(i)
                         .map(|alts| alts.iter().map(|&(t, lp)| entry(t, lp)).collect())
                         .unwrap_or_default();
@@ -65,7 +65,11 @@ fn logprobs(g: &Prepared, c: &Choice, vocab: &Grammars, stop_ids: &[u32]) -> Val
                 .collect();
             let top: Vec<Value> = (0..n)
                 .map(|i| {
-                    let alts = c.top.get(i).map(Vec::as_slice).unwrap_or_default();
+                    let alts = c
+                        .top_log_probs
+                        .get(i)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
                     Value::Object(alts.iter().map(|&(t, lp)| (text(t), json!(lp))).collect())
                 })
                 .collect();
@@ -80,18 +84,13 @@ fn logprobs(g: &Prepared, c: &Choice, vocab: &Grammars, stop_ids: &[u32]) -> Val
 }
 
 /// The OpenAI reply for a finished job.
-pub(super) fn completion_body(
-    g: &Prepared,
-    outputs: &[Choice],
-    vocab: &Grammars,
-    stop_ids: &[u32],
-) -> Value {
+pub(super) fn completion_body(g: &Prepared, outputs: &[Choice], vocab: &Grammars) -> Value {
     let completion_tokens: usize = outputs.iter().map(|o| o.tokens.len()).sum();
     let choices: Vec<Value> = outputs
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let lp = logprobs(g, c, vocab, stop_ids);
+            let lp = logprobs(g, c, vocab);
             if g.chat {
                 json!({ "index": i, "message": { "role": "assistant", "content": c.text, "refusal": null }, "logprobs": lp, "finish_reason": finish_name(c.finish) })
             } else {
@@ -114,10 +113,9 @@ pub(super) fn outcome(
     g: &Prepared,
     result: Result<Vec<Choice>, String>,
     vocab: &Grammars,
-    stop_ids: &[u32],
 ) -> (u16, Value) {
     match result {
-        Ok(outputs) => (200, completion_body(g, &outputs, vocab, stop_ids)),
+        Ok(outputs) => (200, completion_body(g, &outputs, vocab)),
         Err(e) => (500, error_body(&e)),
     }
 }
@@ -158,14 +156,8 @@ pub(super) fn sse_text(g: &Prepared, index: usize, text: &str) -> String {
 
 /// The last chunk of choice `index`: its finish reason, and its log-probs when asked (all
 /// of them here: the text chunks carry none).
-pub(super) fn sse_finish(
-    g: &Prepared,
-    index: usize,
-    c: &Choice,
-    vocab: &Grammars,
-    stop_ids: &[u32],
-) -> String {
-    let lp = logprobs(g, c, vocab, stop_ids);
+pub(super) fn sse_finish(g: &Prepared, index: usize, c: &Choice, vocab: &Grammars) -> String {
+    let lp = logprobs(g, c, vocab);
     let finish = finish_name(c.finish);
     let choice = if g.chat {
         json!({ "index": index, "delta": {}, "logprobs": lp, "finish_reason": finish })

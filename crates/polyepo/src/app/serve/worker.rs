@@ -10,23 +10,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use polyepo_engine::model::{Llama, TextTokenizer};
-use polyepo_engine::sample::{BatchSampler, FinishReason, SamplingParams, TokenConstraint};
+use polyepo_engine::sample::{BatchSampler, Generation, SamplingParams, TokenConstraint};
 
 use super::ServeLimits;
 
-/// One finished choice.
-pub struct Choice {
-    /// The text, cut before a stop string.
-    pub text: String,
-    /// Why it ended.
-    pub finish: FinishReason,
-    /// The tokens generated (the stop token included).
-    pub tokens: Vec<u32>,
-    /// log π of each token under the sampling distribution.
-    pub log_probs: Vec<f32>,
-    /// The most likely alternatives at each position, when asked.
-    pub top: Vec<Vec<(u32, f32)>>,
-}
+/// One finished choice: the sampler's generation (text, finish reason, tokens, log-probs).
+pub type Choice = Generation;
 
 /// What the worker tells a request's handler.
 pub enum JobEvent {
@@ -180,17 +169,7 @@ impl Running<'_> {
             }
         };
         for m in members {
-            let mine: Vec<Choice> = generations
-                .by_ref()
-                .take(m.job.rows())
-                .map(|g| Choice {
-                    text: g.text,
-                    finish: g.finish,
-                    tokens: g.tokens,
-                    log_probs: g.log_probs,
-                    top: g.top_log_probs,
-                })
-                .collect();
+            let mine: Vec<Choice> = generations.by_ref().take(m.job.rows()).collect();
             if m.job.stream {
                 for (index, c) in mine.iter().enumerate() {
                     if let Some(rest) = c.text.strip_prefix(m.sent[index].as_str())

@@ -222,7 +222,7 @@ impl StepMetrics {
                 self.judge_failure_reasons.insert(reason.clone(), delta);
             }
         }
-        self.judge_failures = self.judge_failure_reasons.values().sum::<u64>() as f64;
+        self.judge_failures = after.failures_since(before) as f64;
     }
 
     /// The metrics that do not depend on wall-clock time (for resume comparisons).

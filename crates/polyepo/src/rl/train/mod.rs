@@ -23,7 +23,7 @@ pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
 use crate::rl::config::{JudgeSource, ModelSource, TaskKind, TrainConfig};
-use crate::rl::judge::lm::{JudgeStats, LmJudge};
+use crate::rl::judge::lm::LmJudge;
 use crate::rl::judge::noisy::NoisyJudge;
 use crate::rl::judge::{StrategyJudge, TaskJudge};
 use crate::rl::tasks::countdown::Countdown;
@@ -134,12 +134,6 @@ pub fn build_judge<'a>(
     })
 }
 
-/// Groups the judge failed to label between two snapshots of its counters.
-fn judge_failures(before: &JudgeStats, after: &JudgeStats) -> usize {
-    let total = |s: &JudgeStats| s.failures.values().sum::<u64>();
-    total(after).saturating_sub(total(before)) as usize
-}
-
 /// The prompts of step `step` (0-based): consecutive slices of per-epoch shuffles of the
 /// training prompts, a pure function of (seed, step) so a resumed run sees the same data.
 pub fn step_prompts(task: &dyn Task, cfg: &TrainConfig, step: u64) -> Vec<Prompt> {
@@ -227,7 +221,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
             seed,
         )?;
         let judge_after = judge.and_then(|j| j.stats()).unwrap_or_default();
-        let failed = judge_failures(&judge_before, &judge_after);
+        let failed = judge_after.failures_since(&judge_before) as usize;
         if failed > 0 {
             on_event(Event::Log(format!(
                 "step {}: the judge failed on {failed} of {} groups (policy {}); last: {}",
