@@ -8,8 +8,7 @@ use pyo3::prelude::*;
 /// text. The same code as ``task.jsonl.match = "math"`` in ``polyepo train``.
 #[pyfunction]
 pub fn verify(response: &str, answer: &str) -> bool {
-    polyepo_judge::math::extract_answer(response)
-        .is_some_and(|found| polyepo_judge::math::equivalent(&found, answer))
+    polyepo_judge::math::verify(response, answer)
 }
 
 /// The final answer ``verify`` would compare, or ``None`` when the response states none.

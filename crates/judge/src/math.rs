@@ -9,6 +9,11 @@ use evalexpr::{
 
 type Value = evalexpr::Value<DefaultNumericTypes>;
 
+/// Whether the final answer in `response` equals `answer`: what a math reward checks.
+pub fn verify(response: &str, answer: &str) -> bool {
+    extract_answer(response).is_some_and(|found| equivalent(&found, answer))
+}
+
 /// The final answer in a solution, if one can be found.
 pub fn extract_answer(text: &str) -> Option<String> {
     if let Some(boxed) = last_boxed(text) {
@@ -51,10 +56,12 @@ fn whole_expression(text: &str) -> Option<String> {
     (numeric_value(&n).is_some() || list_items(&n).is_some()).then(|| t.to_owned())
 }
 
-/// A reply that is one short line (`\text{Yes}`, `Tuesday`) is its own answer.
+/// A reply that is one short word (`\text{Yes}`, `Tuesday`) is its own answer; a phrase
+/// ("no answer") is not an answer.
 fn short_answer(text: &str) -> Option<String> {
     let t = text.trim().trim_end_matches('.').trim();
-    (!t.is_empty() && !t.contains('\n') && t.chars().count() <= 40).then(|| t.to_owned())
+    (!t.is_empty() && !t.contains(char::is_whitespace) && t.chars().count() <= 40)
+        .then(|| t.to_owned())
 }
 
 /// The items of an interval, tuple, set or bare list of numbers, with its brackets: `[-8,9)`
@@ -97,22 +104,27 @@ fn lists_equal(p: &str, r: &str) -> Option<bool> {
     Some(pi.iter().zip(&ri).all(|(a, b)| a == b || equivalent(a, b)))
 }
 
-/// What follows the last `=` of the last line that has one, when that line is the text's last
-/// line with a number and what follows is short and holds a digit: "x = \frac{3}{4}" is
-/// `\frac{3}{4}`, not its last number `4`.
+/// What follows the last `=` of the reply's final statement: its last line when that is an
+/// equation, else its last line with a number; what follows must be short and hold a digit
+/// or be one word. "x = \frac{3}{4}" is `\frac{3}{4}`, not its last number `4`; "so x =
+/// \text{Yes}" is `\text{Yes}`.
 fn last_equation(text: &str) -> Option<String> {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.chars().any(|c| c.is_ascii_digit()))?;
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let line = if last.contains('=') {
+        last
+    } else {
+        text.lines()
+            .rev()
+            .find(|l| l.chars().any(|c| c.is_ascii_digit()))?
+    };
     let (_, rhs) = line.rsplit_once('=')?;
     let rhs = rhs
         .trim()
         .trim_end_matches(['.', '$'])
         .trim_start_matches('$')
         .trim();
-    (!rhs.is_empty() && rhs.len() <= 40 && rhs.chars().any(|c| c.is_ascii_digit()))
-        .then(|| rhs.to_owned())
+    let answer_like = rhs.chars().any(|c| c.is_ascii_digit()) || !rhs.contains(char::is_whitespace);
+    (!rhs.is_empty() && rhs.len() <= 40 && answer_like).then(|| rhs.to_owned())
 }
 
 /// The contents of the last `\boxed{...}` (or `\fbox{...}`), braces balanced.
@@ -152,15 +164,8 @@ fn last_number(text: &str) -> Option<String> {
                 i += 1;
             }
             // An exponent (1e3, 2.5E-4) and a percent sign belong to the number.
-            if matches!(chars.get(i), Some('e' | 'E')) {
-                let sign = usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
-                let mut j = i + 1 + sign;
-                while chars.get(j).is_some_and(char::is_ascii_digit) {
-                    j += 1;
-                }
-                if j > i + 1 + sign && !chars.get(j).is_some_and(|c| c.is_alphabetic()) {
-                    i = j;
-                }
+            if let Some(end) = exponent_end(&chars, i) {
+                i = end;
             }
             if chars.get(i) == Some(&'%') {
                 i += 1;
@@ -325,29 +330,31 @@ fn expand_exponents(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
         let after_number = i > 0 && chars[i - 1].is_ascii_digit();
-        let sign = matches!(chars.get(i + 1), Some('+' | '-'));
-        let digits_from = i + 1 + usize::from(sign);
-        let exponent_end = (digits_from..chars.len())
-            .find(|&j| !chars[j].is_ascii_digit())
-            .unwrap_or(chars.len());
-        let followed_by_letter = chars.get(exponent_end).is_some_and(|c| c.is_alphabetic());
-        if (c == 'e' || c == 'E')
-            && after_number
-            && exponent_end > digits_from
-            && !followed_by_letter
-        {
+        if let Some(end) = exponent_end(&chars, i).filter(|_| after_number) {
             out.push_str("*10^(");
-            out.extend(chars[i + 1..exponent_end].iter().filter(|c| **c != '+'));
+            out.extend(chars[i + 1..end].iter().filter(|c| **c != '+'));
             out.push(')');
-            i = exponent_end;
+            i = end;
             continue;
         }
-        out.push(c);
+        out.push(chars[i]);
         i += 1;
     }
     out
+}
+
+/// Where the exponent starting at `chars[i]` ends, when an `e`/`E`, an optional sign and
+/// digits start there and no letter follows them (`e3`, `E-4`; not the `e` of `2e` or `3ex`).
+fn exponent_end(chars: &[char], i: usize) -> Option<usize> {
+    if !matches!(chars.get(i), Some('e' | 'E')) {
+        return None;
+    }
+    let digits_from = i + 1 + usize::from(matches!(chars.get(i + 1), Some('+' | '-')));
+    let end = (digits_from..chars.len())
+        .find(|&j| !chars[j].is_ascii_digit())
+        .unwrap_or(chars.len());
+    (end > digits_from && !chars.get(end).is_some_and(|c| c.is_alphabetic())).then_some(end)
 }
 
 /// The value of a normalised answer, when it is a number or a simple expression.
@@ -529,11 +536,12 @@ mod tests {
             extract_answer("we get 3 then -7.5 finally").as_deref(),
             Some("-7.5")
         );
+        assert_eq!(extract_answer("no numbers"), None);
         assert_eq!(
             extract_answer("I am not sure.\nLet me think about it more."),
             None
         );
-        // A one-line reply is its own answer.
+        // A one-word reply is its own answer.
         assert_eq!(
             extract_answer("\\text{Yes}").as_deref(),
             Some("\\text{Yes}")
@@ -549,9 +557,6 @@ mod tests {
 
     #[test]
     fn answers_as_models_write_them_verify() {
-        let verify = |response: &str, answer: &str| {
-            extract_answer(response).is_some_and(|a| equivalent(&a, answer))
-        };
         assert!(verify("x = \\frac{3}{4}", "0.75"));
         assert!(verify("1e3", "1000"));
         assert!(verify("2.5E-4", "0.00025"));

@@ -46,8 +46,7 @@ fn model_written_replies_are_verified() {
             v["equivalent"].as_bool().unwrap(),
         );
         total += 1;
-        let got = polyepo_judge::math::extract_answer(response)
-            .is_some_and(|a| equivalent(&a, reference));
+        let got = polyepo_judge::math::verify(response, reference);
         if got != expected {
             wrong.push(format!(
                 "{response:?} vs {reference:?}: expected {expected}"

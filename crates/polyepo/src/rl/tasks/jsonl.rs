@@ -182,8 +182,7 @@ impl Task for JsonlTask {
                 (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
                 _ => false,
             },
-            Match::Math => polyepo_judge::math::extract_answer(response)
-                .is_some_and(|a| polyepo_judge::math::equivalent(&a, answer)),
+            Match::Math => polyepo_judge::math::verify(response, answer),
         };
         f64::from(u8::from(ok))
     }
