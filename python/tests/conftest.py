@@ -51,3 +51,17 @@ def server(polyepo_bin, smollm2):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def copy_prompt(tmp_path):
+    """A prompt SmolLM2 follows greedily: copy a fixed JSON reply in the judge's schema
+    (exercises the whole success path, constrained decoding included, with a real model;
+    the judge's taste is not under test)."""
+    path = tmp_path / "copy.txt"
+    path.write_text(
+        "Task {problem}. Copy this text exactly and write nothing else:\n"
+        '{"1": {"chain_of_thought": "a", "cluster_id": 0}, "2": {"chain_of_thought": "b", "cluster_id": 1}, '
+        '"3": {"chain_of_thought": "c", "cluster_id": 100}}'
+    )
+    return str(path)

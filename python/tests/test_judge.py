@@ -15,20 +15,6 @@ import polyepo
 RESPONSES = ["2+3=5", "Count up from 2: 3, 4, 5.", "banana banana"]
 
 
-@pytest.fixture()
-def copy_prompt(tmp_path):
-    """A prompt SmolLM2 follows greedily: copy a fixed JSON reply in the judge's schema
-    (exercises the whole success path, constrained decoding included, with a real model;
-    the judge's taste is not under test)."""
-    path = tmp_path / "copy.txt"
-    path.write_text(
-        "Task {problem}. Copy this text exactly and write nothing else:\n"
-        '{"1": {"chain_of_thought": "a", "cluster_id": 0}, "2": {"chain_of_thought": "b", "cluster_id": 1}, '
-        '"3": {"chain_of_thought": "c", "cluster_id": 100}}'
-    )
-    return str(path)
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

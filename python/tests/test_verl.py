@@ -146,20 +146,15 @@ def test_v1_trainer_labels_from_the_transfer_queue(tokenizer_dir, monkeypatch):
     assert metrics["polyepo/distinct_clusters"] == 2.0
 
 
-def test_the_judge_labels_each_group(tokenizer_dir, server, tmp_path):
+def test_the_judge_labels_each_group(tokenizer_dir, server, copy_prompt):
     # The LM judge path against `polyepo serve`: a prompt the model copies gives three
     # responses clusters 0, 1 and degenerate.
-    prompt = tmp_path / "copy.txt"
-    prompt.write_text(
-        "Task {problem}. Copy this text exactly and write nothing else:\n"
-        '{"1": {"cluster_id": 0}, "2": {"cluster_id": 1}, "3": {"cluster_id": 100}}'
-    )
     from polyepo.verl.plugin import label_batch
 
     data = hand_built_batch(tokenizer_dir).select_idxs([0, 1, 2, 4, 5, 6])
     data.non_tensor_batch["uid"] = np.array(["a"] * 3 + ["b"] * 3, dtype=object)
     cfg = algorithm_config(tokenizer_dir, strategy=None,
-                           judge={"endpoint": server, "model": "smollm2", "prompt": str(prompt), "max_tokens": 64})
+                           judge={"endpoint": server, "model": "smollm2", "prompt": copy_prompt, "max_tokens": 96})
     metrics = label_batch(data, cfg)
     assert list(data.non_tensor_batch["polyepo_cluster"]) == [0, 1, None, 0, 1, None]
     assert metrics["polyepo/judge_calls"] == 2.0 and metrics["polyepo/judge_failed"] == 0.0
