@@ -17,6 +17,7 @@ const KEYS: &[&str] = &[
     "task.reach.eval_prompts",
     "task.reach.train_steps",
     "task.reach.set_size",
+    "task.reach.min_solutions",
     "task.digits.train_digits",
     "task.digits.set_size",
     "task.digits.lengths",

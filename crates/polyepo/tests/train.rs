@@ -230,6 +230,69 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
 }
 
 #[test]
+fn skipping_zero_advantage_sequences_takes_the_same_steps() {
+    // Two epochs of two mini-batches; the first mini-batch's advantages are all zero (its
+    // AdamW steps then move the weights by momentum alone) and one sequence of the second is
+    // zero. Leaving those sequences out of the passes must give the weights, the gradient
+    // norm and the loss of computing them, in micro-batches and whole.
+    let root = temp_root("skip");
+    let mut cfg = small_config();
+    cfg.optim.ppo_epochs = 2;
+    let task = build_task(&cfg).unwrap();
+    for micro_batch in [0, 3] {
+        let step = |skip: bool| -> (Vec<f32>, update::UpdateStats) {
+            let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
+            let mut samples = first_step_samples(&policy, task.as_ref(), &cfg);
+            assert_eq!(samples.len(), 16);
+            for (i, s) in samples.iter_mut().enumerate() {
+                s.advantage = match i {
+                    0..=7 | 9 => 0.0,
+                    _ => (i as f64 - 11.5) * 0.1,
+                };
+            }
+            let mut settings_cfg = cfg.clone();
+            settings_cfg.optim.micro_batch = micro_batch;
+            let mut settings = update::UpdateSettings::of(&settings_cfg);
+            assert!(
+                settings.skip_zero_advantage,
+                "on for a loss without KL or entropy"
+            );
+            settings.skip_zero_advantage = skip;
+            let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone()).unwrap();
+            let stats = update::ppo_update(&policy, &mut opt, &samples, &settings).unwrap();
+            (flat_weights(&policy), stats)
+        };
+        let ((all, all_stats), (skipped, skipped_stats)) = (step(false), step(true));
+        for (what, a, b) in [
+            (
+                "gradient norm",
+                all_stats.grad_norm,
+                skipped_stats.grad_norm,
+            ),
+            ("policy loss", all_stats.pg_loss, skipped_stats.pg_loss),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs() + 1e-7,
+                "micro {micro_batch}: {what} {a} computing all vs {b} skipping"
+            );
+        }
+        let initial = flat_weights(&common::warmed_up_policy(
+            &cfg,
+            task.as_ref(),
+            &root.join(".cache"),
+        ));
+        let moved: f32 = all.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
+        let differ: f32 = all.iter().zip(&skipped).map(|(a, b)| (a - b).abs()).sum();
+        assert!(moved > 0.0, "the steps moved nothing");
+        assert!(
+            differ <= 1e-3 * moved,
+            "micro {micro_batch}: skipping moved the weights {differ} away from a step of {moved}"
+        );
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
 fn cli_names_bad_keys_and_missing_models() {
     let bin = env!("CARGO_BIN_EXE_polyepo");
     let out = std::process::Command::new(bin)

@@ -333,6 +333,15 @@ impl TrainConfig {
                         c.set_size,
                         c.train_steps.len()
                     ),
+                )?;
+                require(
+                    c.min_solutions >= 2,
+                    origin,
+                    "task.reach.min_solutions",
+                    format!(
+                        "is {}; use 2 or more (a prompt with one correct strategy leaves nothing to explore)",
+                        c.min_solutions
+                    ),
                 )
             }
             TaskKind::Digits => {

@@ -44,6 +44,10 @@ pub struct ReachConfig {
     pub style: PromptStyle,
     /// Smallest and largest target, inclusive.
     pub targets: [i64; 2],
+    /// Fewest distinct correct strategies (step multisets) a prompt must admit: prompts with
+    /// fewer are not drawn, so exploration can matter on every prompt. 3 by default; 2 makes
+    /// many more distinct prompts from the same steps and targets.
+    pub min_solutions: usize,
     /// Which held-out prompts to draw: `shifted` (each allowed set holds a step never allowed
     /// in training: does the policy transfer?) or `training` (allowed sets and targets from the
     /// training distribution, prompts that are not training prompts: did it learn the task?).
@@ -70,6 +74,7 @@ impl Default for ReachConfig {
             seed: 1234,
             style: PromptStyle::Compact,
             targets: [-6, 12],
+            min_solutions: 3,
             held_out: HeldOut::Shifted,
         }
     }
@@ -226,7 +231,7 @@ impl Reach {
             allowed.sort_unstable_by(|a, b| b.cmp(a));
             let target = rng.random_range(cfg.targets[0]..=cfg.targets[1]);
             // Prompts with several strategies only: exploration must matter.
-            (solutions(&allowed, target).len() >= 3).then(|| Prompt {
+            (solutions(&allowed, target).len() >= cfg.min_solutions).then(|| Prompt {
                 text: match cfg.style {
                     PromptStyle::Instruct => instruct_text(target, &allowed),
                     PromptStyle::FewShot => few_shot_text(target, &allowed),
@@ -465,6 +470,31 @@ mod tests {
             let (_, allowed) = Reach::spec(p);
             allowed.iter().any(|s| !shifted.train_steps.contains(s))
         }));
+    }
+
+    #[test]
+    fn every_prompt_admits_at_least_min_solutions_strategies() {
+        let count = |min_solutions: usize| {
+            let task = Reach::new(&ReachConfig {
+                min_solutions,
+                ..ReachConfig::default()
+            })
+            .unwrap();
+            let counts: Vec<usize> = task
+                .train_prompts()
+                .iter()
+                .chain(task.eval_prompts())
+                .map(|p| {
+                    let (target, allowed) = Reach::spec(p);
+                    solutions(&allowed, target).len()
+                })
+                .collect();
+            assert!(counts.iter().all(|&c| c >= min_solutions), "{counts:?}");
+            counts
+        };
+        count(3);
+        // Lowering the bound admits prompts with exactly two strategies.
+        assert!(count(2).contains(&2));
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct UpdateStats {
     pub pg_loss: f64,
     /// Clipped-token fraction.
     pub clipfrac: f64,
-    /// KL(π_old‖π) estimate.
+    /// KL(π_old‖π) estimate (over the tokens the update was computed on: see
+    /// [`UpdateSettings::skip_zero_advantage`]; the same for `clipfrac`, `ref_kl`, `entropy`).
     pub approx_kl: f64,
     /// KL to the reference.
     pub ref_kl: f64,
@@ -49,6 +50,14 @@ pub struct UpdateSettings<'a> {
     pub loss: &'a LossConfig,
     /// Optimizer, clipping, epochs and mini-batches.
     pub optim: &'a OptimSection,
+    /// Leave sequences whose advantage is exactly zero out of the forward and backward
+    /// passes (π_old included). Their clipped-surrogate term is zero, so the gradient is the
+    /// same while the mini-batch's normaliser still counts them; with sparse rewards most
+    /// groups are all-zero, so this is most of the update's time. Only exact when the loss
+    /// has no term without the advantage: `of` sets it when `loss.kl_coef` and
+    /// `loss.entropy_coef` are zero. An all-zero mini-batch still takes its (zero-gradient)
+    /// AdamW step, since momentum moves the weights.
+    pub skip_zero_advantage: bool,
 }
 
 impl<'a> UpdateSettings<'a> {
@@ -60,6 +69,7 @@ impl<'a> UpdateSettings<'a> {
             max_response_len: cfg.rollout.max_new_tokens,
             loss: &cfg.loss,
             optim: &cfg.optim,
+            skip_zero_advantage: cfg.loss.kl_coef == 0.0 && cfg.loss.entropy_coef == 0.0,
         }
     }
 }
@@ -77,23 +87,30 @@ pub fn ppo_update(
         max_response_len,
         loss,
         optim,
+        skip_zero_advantage,
     } = *settings;
     let groups = samples.len() / n;
     let per_minibatch = groups.div_ceil(optim.minibatches) * n;
     let minibatches: Vec<&[Sample]> = samples.chunks(per_minibatch).collect();
-    // Each mini-batch (one optimizer step) in micro-batches (one forward and backward each).
-    let micro = |mb: &'_ [Sample]| -> usize {
-        match optim.micro_batch {
-            0 => mb.len(),
-            m => m,
-        }
-    };
-    let chunks: Vec<Vec<&[Sample]>> = minibatches
+    // The sequences each mini-batch computes: all, or those that carry a gradient.
+    let active: Vec<Vec<&Sample>> = minibatches
         .iter()
-        .map(|mb| mb.chunks(micro(mb)).collect())
+        .map(|mb| {
+            mb.iter()
+                .filter(|s| !skip_zero_advantage || s.advantage != 0.0)
+                .collect()
+        })
+        .collect();
+    // Each mini-batch (one optimizer step) in micro-batches (one forward and backward each).
+    let chunks: Vec<Vec<&[&Sample]>> = active
+        .iter()
+        .map(|mb| match optim.micro_batch {
+            0 => mb.chunks(mb.len().max(1)).collect(),
+            m => mb.chunks(m).collect(),
+        })
         .collect();
     let pad = policy.tokenizer.pad_id;
-    let tokens = |mb: &[Sample]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let tokens = |mb: &[&Sample]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
         (
             mb.iter().map(|s| s.prompt_tokens.clone()).collect(),
             mb.iter().map(|s| s.response_tokens.clone()).collect(),
@@ -130,10 +147,15 @@ pub fn ppo_update(
         pi_old_s: start.elapsed().as_secs_f64(),
         ..UpdateStats::default()
     };
-    let mut count = 0.0;
+    // Optimizer steps, and those that computed any sequence (the statistics' denominator).
+    let (mut count, mut measured) = (0.0, 0.0);
     for _epoch in 0..optim.ppo_epochs {
         for (i, mb) in minibatches.iter().enumerate() {
-            let mb_tokens = response_tokens(mb).max(1) as f64;
+            // The normaliser counts every sequence, skipped or not: the same loss as computing
+            // all of them. The logged statistics average over the computed tokens only.
+            let mb_tokens = response_tokens(mb.iter()).max(1) as f64;
+            let active_tokens = response_tokens(active[i].iter().copied()).max(1) as f64;
+            let active_share = active[i].len().max(1) as f64 / mb.len() as f64;
             let mut grads: Option<GradStore> = None;
             let mut out_pg = 0.0;
             let mut entropy_sum = 0.0;
@@ -165,7 +187,9 @@ pub fn ppo_update(
                 )?;
                 // The mini-batch's loss is a weighted sum of its micro-batches' losses: by
                 // tokens for a token mean, by sequences for the per-sequence means.
-                let token_share = response_tokens(chunk) as f64 / mb_tokens;
+                let chunk_tokens = response_tokens(chunk.iter().copied()) as f64;
+                let token_share = chunk_tokens / mb_tokens;
+                let stat_share = chunk_tokens / active_tokens;
                 let share = match loss.aggregation {
                     Aggregation::TokenMean => token_share,
                     _ => chunk.len() as f64 / mb.len() as f64,
@@ -177,9 +201,9 @@ pub fn ppo_update(
                 };
                 grads = Some(accumulate(grads, weighted.backward()?, &policy.vars)?);
                 out_pg += share * out.pg_loss;
-                stats.clipfrac += token_share * out.clipfrac;
-                stats.approx_kl += token_share * out.approx_kl;
-                stats.ref_kl += share * out.ref_kl;
+                stats.clipfrac += stat_share * out.clipfrac;
+                stats.approx_kl += stat_share * out.approx_kl;
+                stats.ref_kl += share / active_share * out.ref_kl;
 
                 // Entropy for the log, from the same logits without a graph.
                 let ent = match &entropy {
@@ -191,7 +215,13 @@ pub fn ppo_update(
                     .to_dtype(DType::F64)?
                     .to_scalar::<f64>()?;
             }
-            let Some(grads) = grads else { continue };
+            let grads = match grads {
+                Some(grads) => grads,
+                None => zero_grads(&policy.vars)?,
+            };
+            if !active[i].is_empty() {
+                measured += 1.0;
+            }
             let norm = grad_norm(&policy.vars, &grads)?;
             let scale = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
                 optim.grad_clip / norm
@@ -210,29 +240,50 @@ pub fn ppo_update(
                 }
             }
             opt.step(&grads, lr, scale)?;
-            stats.entropy += entropy_sum / mb_tokens;
+            stats.entropy += entropy_sum / active_tokens;
             stats.pg_loss += out_pg;
             stats.grad_norm += norm;
             stats.lr = lr;
             count += 1.0;
         }
     }
+    for v in [&mut stats.pg_loss, &mut stats.grad_norm] {
+        *v /= count;
+    }
     for v in [
-        &mut stats.pg_loss,
         &mut stats.clipfrac,
         &mut stats.approx_kl,
         &mut stats.ref_kl,
         &mut stats.entropy,
-        &mut stats.grad_norm,
     ] {
-        *v /= count;
+        *v /= f64::max(measured, 1.0);
     }
     Ok(stats)
 }
 
 /// Response tokens in `samples` (the tokens the loss is taken over).
-fn response_tokens(samples: &[Sample]) -> usize {
-    samples.iter().map(|s| s.response_tokens.len()).sum()
+fn response_tokens<'s>(samples: impl Iterator<Item = &'s Sample>) -> usize {
+    samples.map(|s| s.response_tokens.len()).sum()
+}
+
+/// A zero gradient for every variable: the step of a mini-batch whose every advantage is
+/// zero (candle's `GradStore` has no public constructor, so it comes from a backward pass
+/// of a zero-weighted sum; the zero is a tensor, since backprop drops a constant `* 0.0`
+/// and AdamW would then skip the variables instead of stepping them).
+fn zero_grads(vars: &[NamedVar]) -> candle_core::Result<GradStore> {
+    let mut total: Option<Tensor> = None;
+    for (_, var) in vars {
+        let sum = var.as_tensor().sum_all()?;
+        let term = sum.mul(&sum.zeros_like()?)?;
+        total = Some(match total {
+            Some(t) => (t + term)?,
+            None => term,
+        });
+    }
+    match total {
+        Some(t) => t.backward(),
+        None => Tensor::zeros((), DType::F32, &candle_core::Device::Cpu)?.backward(),
+    }
 }
 
 /// `total` plus `more`, variable by variable (the first micro-batch's gradients as they are).
