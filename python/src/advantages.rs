@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use setrl::{Estimator, Method, Objective};
+use setrl::{EstimatorKind, Method, MethodParams, Objective};
 
 use crate::groups::batch_advantages;
 use crate::inputs::{check_len, clusters, floats, group_keys};
@@ -12,30 +12,13 @@ use crate::inputs::{check_len, clusters, floats, group_keys};
 // The signature shows the default as a literal; it must stay `setrl::DEFAULT_MAX_SETS`.
 const _: () = assert!(setrl::DEFAULT_MAX_SETS == 4194304);
 
-fn objective(name: &str) -> PyResult<Objective> {
-    match name {
-        "polychromatic" | "poly-epo" => Ok(Objective::Polychromatic),
-        "mean" => Ok(Objective::Mean),
-        "max" => Ok(Objective::Max),
-        other => Err(PyValueError::new_err(format!(
-            "objective: unknown {other:?}; use \"polychromatic\", \"mean\" or \"max\""
-        ))),
-    }
-}
-
-fn estimator(name: &str, sets: usize, seed: u64, max_sets: u64) -> PyResult<Estimator> {
-    match name {
-        "exact" => Ok(Estimator::Exact),
-        "enumerate" => Ok(Estimator::Enumerate { max_sets }),
-        "sampled" => Ok(Estimator::Sampled {
-            sets,
-            seed,
-            max_sets,
-        }),
-        other => Err(PyValueError::new_err(format!(
-            "estimator: unknown {other:?}; use \"exact\", \"enumerate\" or \"sampled\""
-        ))),
-    }
+/// A name argument parsed by setrl's name table (the spellings the CLI and config take).
+fn parse_name<T: std::str::FromStr<Err = setrl::UnknownName>>(
+    arg: &str,
+    name: &str,
+) -> PyResult<T> {
+    name.parse()
+        .map_err(|e: setrl::UnknownName| PyValueError::new_err(format!("{arg}: {e}")))
 }
 
 /// Runs `method` over the batch with the GIL released, and returns a float64 array.
@@ -81,6 +64,8 @@ fn run<'py>(
 /// set_size : int
 ///     n, the set size; 1 <= n <= the size of every group.
 /// objective : {"polychromatic", "mean", "max"}
+///     ``polyepo`` and ``poly-epo`` are aliases of ``polychromatic`` (setrl's name table, shared
+///     with the CLI and the config).
 /// estimator : {"exact", "enumerate", "sampled"}
 ///     ``exact`` is the closed form over all C(N, n) sets (what the paper uses);
 ///     ``enumerate`` visits them one by one (at most ``max_sets``); ``sampled`` draws
@@ -118,11 +103,19 @@ pub fn set_advantages<'py>(
     let seed = u64::try_from(seed).map_err(|_| {
         PyValueError::new_err(format!("seed is {seed}: use an integer in 0..=2**64 - 1"))
     })?;
-    let objective = self::objective(objective)?;
+    let objective: Objective = parse_name("objective", objective)?;
+    let estimator: EstimatorKind = parse_name("estimator", estimator)?;
     let method = Method::Set {
         objective,
         set_size,
-        estimator: self::estimator(estimator, sets, seed, max_sets)?,
+        estimator: estimator.estimator(&MethodParams {
+            set_size,
+            estimator,
+            sets,
+            seed,
+            lambda: 0.0,
+            max_sets,
+        }),
     };
     let labels = if method.needs_labels() || !clusters.is_none() {
         if clusters.is_none() {

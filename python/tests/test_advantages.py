@@ -32,6 +32,18 @@ def brute_force(objective, rewards, clusters, n):
     return [np.mean([scores[s] - b for s in sets if i in s]) for i in range(len(rewards))]
 
 
+def test_objective_names_are_setrls_with_their_aliases():
+    # The same spellings as the CLI's `algorithm.name` and `polyepo advantages`.
+    args = ([1, 1, 0, 1], [0, 1, 2, 0], [0, 0, 0, 0], 2)
+    want = polyepo.set_advantages(*args, objective="polychromatic")
+    for alias in ("polyepo", "poly-epo", "Polychromatic"):
+        np.testing.assert_array_equal(polyepo.set_advantages(*args, objective=alias), want)
+    with pytest.raises(ValueError, match=r"objective: unknown objective `polychromatc`; use `polychromatic`, `mean`, `max`"):
+        polyepo.set_advantages(*args, objective="polychromatc")
+    with pytest.raises(ValueError, match=r"estimator: unknown estimator `mc`"):
+        polyepo.set_advantages(*args, estimator="mc")
+
+
 @pytest.mark.parametrize("estimator", ["exact", "enumerate"])
 def test_reference_vectors_one_batch(estimator):
     # Every case in one flat batch, interleaved, string ids: each group must come out as if

@@ -22,9 +22,8 @@ where
 
 /// The built-in set objectives; each has an exact O(N·C) marginal advantage
 /// ([`Objective::exact`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+/// Named `polychromatic` (aliases `polyepo`, `poly-epo`), `mean` and `max` (see [`crate::MethodKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Objective {
     /// Mean reward of the set (set RL with it is close to RLOO).
     Mean,

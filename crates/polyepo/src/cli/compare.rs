@@ -19,13 +19,10 @@ pub struct CompareArgs {
     /// Override a key for every run (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Algorithms to compare (the base policy is always a row too).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "polyepo,grpo"
-    )]
+    /// Algorithms to compare, by setrl's method names (`polyepo`, `setrl-mean`, `setrl-max`,
+    /// `grpo`, `drgrpo`, `diversity-bonus`, or an alias such as `dr-grpo`); the base policy
+    /// is always a row too.
+    #[arg(long, value_delimiter = ',', default_value = "polyepo,grpo")]
     pub algos: Vec<Algorithm>,
     /// Seeds: a range, a list or both (`0-7`, `3,11,12`, `0-3,8`).
     #[arg(long, default_value = "0-1")]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use setrl::{Advantages, Group, Strategy};
 
-use crate::rl::config::{Algorithm, EstimatorKind, MethodSpec};
+use crate::rl::config::{Algorithm, EstimatorKind};
 use thiserror::Error;
 
 /// Sets per generation for the sampled estimator when a request does not say.
@@ -14,8 +14,8 @@ pub const DEFAULT_SAMPLED_SETS: usize = 16;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvantageRequest {
-    /// Objective or baseline: `polychromatic` (= `polyepo`), `mean`, `max`, `grpo`,
-    /// `drgrpo` or `diversity-bonus`.
+    /// Objective or baseline, by any of setrl's method names (`polyepo` = `polychromatic`,
+    /// `setrl-mean` = `mean`, `setrl-max` = `max`, `grpo`, `drgrpo`, `diversity-bonus`).
     pub objective: Algorithm,
     /// One finite reward per generation.
     pub rewards: Vec<f64>,
@@ -138,16 +138,14 @@ impl AdvantageRequest {
                 "the sampled estimator needs at least 1 set per generation",
             ));
         }
-        let method = MethodSpec {
-            algorithm,
+        let method = algorithm.method(&setrl::MethodParams {
             set_size,
             estimator,
             sets,
             seed: self.seed.unwrap_or(0),
             lambda,
             max_sets: options.max_sets,
-        }
-        .method();
+        });
         let advantages = method.compute(&group).map_err(|e| {
             let field = match e {
                 setrl::SetRlError::TooManySampledSets { .. } => "sets",

@@ -11,7 +11,7 @@ mod validate;
 mod values;
 
 pub use values::{
-    Algorithm, DTypeSpec, DeviceSpec, EstimatorKind, JudgeSource, MethodSpec, ModelSource, TaskKind,
+    Algorithm, DTypeSpec, DeviceSpec, EstimatorKind, JudgeSource, ModelSource, TaskKind,
 };
 
 use crate::rl::judge::lm::LmJudgeConfig;
@@ -188,16 +188,14 @@ pub enum LabelNoiseKind {
 impl AlgorithmSection {
     /// The setrl method these settings name; a sampled estimator draws from `seed`.
     pub fn method(&self, seed: u64) -> setrl::Method {
-        MethodSpec {
-            algorithm: self.name,
+        self.name.method(&setrl::MethodParams {
             set_size: self.set_size,
             estimator: self.estimator,
             sets: self.sets,
             seed,
             lambda: self.lambda,
             max_sets: setrl::DEFAULT_MAX_SETS,
-        }
-        .method()
+        })
     }
 }
 

@@ -8,125 +8,12 @@ use std::str::FromStr;
 
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
-use setrl::{Estimator, Method, Objective};
 
-/// The advantage that drives the update. Advantage requests (`polyepo advantages`) may also
-/// name the set objectives as `polychromatic`, `mean` and `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algorithm {
-    /// POLY-EPO: set RL with the polychromatic objective.
-    #[serde(alias = "polychromatic")]
-    Polyepo,
-    /// Set RL with the mean objective.
-    #[serde(alias = "mean")]
-    SetrlMean,
-    /// Set RL with the max objective (pass@n).
-    #[serde(alias = "max")]
-    SetrlMax,
-    /// GRPO (std-normalised group advantage).
-    Grpo,
-    /// Dr.GRPO (mean-centred group advantage).
-    Drgrpo,
-    /// Additive diversity bonus on the reward.
-    DiversityBonus,
-}
-
-/// How a set objective averages over n-subsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum EstimatorKind {
-    /// All C(N, n) sets, in closed form.
-    Exact,
-    /// All C(N, n) sets, visited one by one (any objective; bounded by a set limit).
-    Enumerate,
-    /// K sampled sets per generation.
-    Sampled,
-}
-
-/// Everything that picks an advantage method, gathered so that the trainer and
-/// `polyepo advantages` build [`setrl::Method`] in one place.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MethodSpec {
-    /// The algorithm.
-    pub algorithm: Algorithm,
-    /// Set size n (set RL).
-    pub set_size: usize,
-    /// Estimator (set RL).
-    pub estimator: EstimatorKind,
-    /// Sets per generation (sampled estimator).
-    pub sets: usize,
-    /// Seed of the sampled estimator.
-    pub seed: u64,
-    /// λ (diversity bonus).
-    pub lambda: f64,
-    /// The most sets one group may cost (enumerated and sampled estimators).
-    pub max_sets: u64,
-}
-
-impl MethodSpec {
-    /// The setrl method these settings name.
-    pub fn method(&self) -> Method {
-        let set = |objective| Method::Set {
-            objective,
-            set_size: self.set_size,
-            estimator: match self.estimator {
-                EstimatorKind::Exact => Estimator::Exact,
-                EstimatorKind::Enumerate => Estimator::Enumerate {
-                    max_sets: self.max_sets,
-                },
-                EstimatorKind::Sampled => Estimator::Sampled {
-                    sets: self.sets,
-                    seed: self.seed,
-                    max_sets: self.max_sets,
-                },
-            },
-        };
-        match self.algorithm {
-            Algorithm::Polyepo => set(Objective::Polychromatic),
-            Algorithm::SetrlMean => set(Objective::Mean),
-            Algorithm::SetrlMax => set(Objective::Max),
-            Algorithm::Grpo => Method::Grpo,
-            Algorithm::Drgrpo => Method::DrGrpo,
-            Algorithm::DiversityBonus => Method::DiversityBonus {
-                lambda: self.lambda,
-            },
-        }
-    }
-}
-
-impl Algorithm {
-    /// Whether the advantage needs strategy labels.
-    pub fn needs_labels(self) -> bool {
-        matches!(self, Algorithm::Polyepo | Algorithm::DiversityBonus)
-    }
-
-    /// Whether the algorithm scores sets (and so uses a set size and an estimator).
-    pub fn is_set_rl(self) -> bool {
-        matches!(
-            self,
-            Algorithm::Polyepo | Algorithm::SetrlMean | Algorithm::SetrlMax
-        )
-    }
-
-    /// The name users write (`polyepo`, `setrl-mean`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Polyepo => "polyepo",
-            Algorithm::SetrlMean => "setrl-mean",
-            Algorithm::SetrlMax => "setrl-max",
-            Algorithm::Grpo => "grpo",
-            Algorithm::Drgrpo => "drgrpo",
-            Algorithm::DiversityBonus => "diversity-bonus",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// How a set objective averages over n-subsets (setrl's names).
+pub use setrl::EstimatorKind;
+/// The advantage that drives the update: setrl owns the names (canonical spellings and
+/// aliases), so the config, the CLI, `polyepo advantages` and Python take the same ones.
+pub use setrl::MethodKind as Algorithm;
 
 /// Which task a run trains on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -308,15 +195,21 @@ mod tests {
     }
 
     #[test]
-    fn algorithm_names_match_serde() {
-        use clap::ValueEnum;
-        for a in Algorithm::value_variants() {
-            let json = serde_json::to_string(a).unwrap();
-            assert_eq!(json.trim_matches('"'), a.name());
-            assert_eq!(a.to_possible_value().unwrap().get_name(), a.name());
+    fn algorithm_names_are_setrls_in_toml_and_json() {
+        #[derive(Deserialize, Serialize)]
+        struct Section {
+            name: Algorithm,
         }
-        let poly: Algorithm = serde_json::from_str("\"polychromatic\"").unwrap();
-        assert_eq!(poly, Algorithm::Polyepo);
+        for a in Algorithm::ALL {
+            let toml_text = toml::to_string(&Section { name: a }).unwrap();
+            assert_eq!(toml_text.trim(), format!("name = \"{}\"", a.name()));
+            for spelling in a.spellings() {
+                let back: Section = toml::from_str(&format!("name = \"{spelling}\"")).unwrap();
+                assert_eq!(back.name, a);
+            }
+        }
+        let err = toml::from_str::<Section>("name = \"ppo\"").err().unwrap();
+        assert!(err.to_string().contains("unknown method `ppo`"), "{err}");
     }
 
     #[test]
