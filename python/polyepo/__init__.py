@@ -18,6 +18,7 @@ advantage estimator loaded through verl's plugin entry points).
 from polyepo._core import (
     DEFAULT_MAX_SETS,
     GroupLabels,
+    Outcome,
     Judge,
     JudgeUnusableError,
     diversity_bonus_advantages,
@@ -28,16 +29,18 @@ from polyepo._core import (
     set_advantages,
     verify,
 )
-from polyepo._labels import flat_clusters
+from polyepo._labels import failed_groups, flat_clusters
 
 __all__ = [
     "DEFAULT_MAX_SETS",
     "GroupLabels",
+    "Outcome",
     "Judge",
     "JudgeUnusableError",
     "diversity_bonus_advantages",
     "drgrpo_advantages",
     "extract_answer",
+    "failed_groups",
     "flat_clusters",
     "grpo_advantages",
     "pass_at_k",

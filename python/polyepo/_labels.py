@@ -23,8 +23,9 @@ def flat_clusters(
     together, all groups in one concurrent call) or a function ``(problem, response) ->
     cluster id or None`` (a programmatic strategy labeler, called per sample).
 
-    Returns the cluster ids and a count of group outcomes by status (``ok``, ``cached``,
-    ``failed: <reason>``), which trainers log. Failed groups are also reported on the
+    Returns the cluster ids and a count of groups by outcome name (``Outcome.name``:
+    ``labelled``, ``cached``, ``skipped``, ``failed``; plain strings, so the counts pickle
+    across processes), which trainers log (:func:`failed_groups` counts the failed ones). Failed groups are also reported on the
     ``polyepo.judge`` logger (a warning with the count and the first failure's detail,
     which includes the start of a reply that could not be used); a judge that keeps
     failing raises :class:`polyepo.JudgeUnusableError` (see ``Judge(max_failed_steps=...)``).
@@ -42,7 +43,7 @@ def flat_clusters(
         for i, c in enumerate(clusters):
             if c is not None and (isinstance(c, bool) or not isinstance(c, numbers.Integral)):
                 raise TypeError(f"the strategy function returned {c!r} for sample {i}: return an int or None")
-        return clusters, {"ok": len({_key(g) for g in group_ids})}
+        return clusters, {"labelled": len({_key(g) for g in group_ids})}
     order: dict[object, list[int]] = {}
     for i, g in enumerate(group_ids):
         order.setdefault(_key(g), []).append(i)
@@ -51,12 +52,14 @@ def flat_clusters(
         [problems[m[0]] for m in members], [[responses[i] for i in m] for m in members]
     )
     clusters: list[int | None] = [None] * n
-    statuses: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     failures = []
     for m, labels in zip(members, labelled):
-        statuses[labels.status] = statuses.get(labels.status, 0) + 1
+        outcomes[labels.outcome.name] = outcomes.get(labels.outcome.name, 0) + 1
         if not labels.ok:
             failures.append(labels)
+            reasons[labels.reason] = reasons.get(labels.reason, 0) + 1
         for i, c in zip(m, labels.clusters):
             clusters[i] = c
     if failures:
@@ -64,11 +67,19 @@ def flat_clusters(
             "the judge failed on %d of %d groups (%s); first failure: %s: %s",
             len(failures),
             len(members),
-            ", ".join(f"{s} x{n}" for s, n in sorted(statuses.items()) if s.startswith("failed")),
-            failures[0].status,
+            ", ".join(f"{r} x{n}" for r, n in sorted(reasons.items())),
+            failures[0].reason,
             failures[0].detail,
         )
-    return clusters, statuses
+    return clusters, outcomes
+
+
+def failed_groups(outcomes: dict[str, int]) -> int:
+    """Groups the judge failed on (skipped, or labelled by the failure policy), from the
+    counts :func:`flat_clusters` returns."""
+    from polyepo._core import Outcome
+
+    return outcomes.get(Outcome.SKIPPED.name, 0) + outcomes.get(Outcome.FAILED.name, 0)
 
 
 def _key(group_id: object) -> object:

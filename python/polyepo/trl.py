@@ -30,6 +30,7 @@ from trl import GRPOTrainer
 
 import polyepo
 from polyepo._core import Judge
+from polyepo._labels import failed_groups
 
 StrategyFn = Callable[[str, str], Union[int, None]]
 
@@ -127,7 +128,7 @@ class PolyEpoTrainer(GRPOTrainer):
             group_ids = [i // self.num_generations for i in range(len(texts))]
             labels = list(polyepo.flat_clusters(problems, texts, group_ids, self.polyepo_strategy))
         labels = broadcast_object_list(labels, from_process=0)
-        clusters, statuses = labels
+        clusters, outcomes = labels
         group_ids = np.arange(len(rewards)) // self.num_generations
         advantages = polyepo.set_advantages(rewards, clusters, group_ids, **self.polyepo_settings)
         # TRL gives unscorable completions (every reward function returned None) no signal.
@@ -144,6 +145,6 @@ class PolyEpoTrainer(GRPOTrainer):
             for g in range(0, len(clusters), self.num_generations)
         ]
         self._metrics["train"]["polyepo/distinct_clusters"].append(float(np.mean(distinct)) if distinct else math.nan)
-        failed = sum(n for status, n in statuses.items() if status.startswith("failed"))
+        failed = failed_groups(outcomes)
         self._metrics["train"]["polyepo/judge_failed"].append(float(failed))
         return output

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use polyepo_judge::guard::FailureGuard;
 use polyepo_judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig, ResponseFormat};
+use polyepo_judge::outcome::OutcomeKind;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -20,6 +21,62 @@ create_exception!(
      would learn nothing. The message names the judge and its last failure."
 );
 
+/// What labelling one group came to (the Rust judge's ``Outcome``): ``LABELLED`` (the
+/// judge's reply), ``CACHED`` (an identical earlier request), ``SKIPPED`` (the judge failed
+/// and the failure policy is ``skip``: no labels, zero advantages) or ``FAILED`` (the judge
+/// failed and the ``distinct`` or ``single`` policy gave the labels).
+#[pyclass(frozen, eq, hash, module = "polyepo._core")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The judge's reply labelled every response.
+    #[pyo3(name = "LABELLED")]
+    Labelled,
+    /// The labels came from the cache.
+    #[pyo3(name = "CACHED")]
+    Cached,
+    /// The judge failed; no labels (policy ``skip``).
+    #[pyo3(name = "SKIPPED")]
+    Skipped,
+    /// The judge failed; the failure policy's labels.
+    #[pyo3(name = "FAILED")]
+    Failed,
+}
+
+#[pymethods]
+impl Outcome {
+    /// The outcome's name: ``"labelled"``, ``"cached"``, ``"skipped"`` or ``"failed"``.
+    #[getter]
+    fn name(&self) -> &'static str {
+        OutcomeKind::from(*self).name()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Outcome.{}", self.name().to_uppercase())
+    }
+}
+
+impl From<Outcome> for OutcomeKind {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Labelled => OutcomeKind::Labelled,
+            Outcome::Cached => OutcomeKind::Cached,
+            Outcome::Skipped => OutcomeKind::Skipped,
+            Outcome::Failed => OutcomeKind::Failed,
+        }
+    }
+}
+
+impl From<OutcomeKind> for Outcome {
+    fn from(o: OutcomeKind) -> Self {
+        match o {
+            OutcomeKind::Labelled => Outcome::Labelled,
+            OutcomeKind::Cached => Outcome::Cached,
+            OutcomeKind::Skipped => Outcome::Skipped,
+            OutcomeKind::Failed => Outcome::Failed,
+        }
+    }
+}
+
 /// The labels of one group.
 #[pyclass(frozen, get_all, module = "polyepo._core")]
 pub struct GroupLabels {
@@ -28,8 +85,11 @@ pub struct GroupLabels {
     /// (one cluster) or ``skip`` (every response ``None``, which gives the group zero
     /// polychromatic advantage).
     clusters: Vec<Option<i64>>,
-    /// ``"ok"``, ``"cached"``, or ``"failed: <reason>"``.
-    status: String,
+    /// What labelling came to (:class:`Outcome`).
+    outcome: Outcome,
+    /// Why the judge failed (``"timeout"``, ``"connection"``, ``"http-503"``,
+    /// ``"invalid-reply"``, ...), ``None`` if it did not.
+    reason: Option<String>,
     /// For a failed group, what went wrong (with the start of a reply that could not be
     /// used); ``""`` otherwise.
     detail: String,
@@ -45,10 +105,14 @@ impl GroupLabels {
             .iter()
             .map(|c| c.map_or("None".to_owned(), |c| c.to_string()))
             .collect();
+        let reason = self
+            .reason
+            .as_ref()
+            .map_or(String::new(), |r| format!(", reason={r:?}"));
         format!(
-            "GroupLabels(clusters=[{}], status={:?})",
+            "GroupLabels(clusters=[{}], outcome={}{reason})",
             clusters.join(", "),
-            self.status
+            self.outcome.__repr__()
         )
     }
 }
@@ -76,7 +140,7 @@ impl GroupLabels {
 ///     JSON Lines file of past labels; a repeated request is not paid twice. Opened now:
 ///     an unwritable path raises ``ValueError`` here.
 /// timeout_s : float
-///     Seconds before one request is abandoned (reported as ``failed: timeout``).
+///     Seconds before one request is abandoned (reported with ``reason="timeout"``).
 /// retries : int
 ///     Further attempts after a failed one (timeouts, connection errors, HTTP 429/5xx,
 ///     replies that are not the asked-for JSON).
@@ -209,15 +273,12 @@ impl Judge {
             .zip(responses.iter().map(Vec::as_slice))
             .collect();
         let labelled = py.detach(|| self.inner.label_groups(&groups));
-        let failed = labelled
-            .iter()
-            .filter(|l| l.status.starts_with("failed"))
-            .count();
+        let failed = labelled.iter().filter(|l| !l.is_ok()).count();
         let last = labelled
             .iter()
             .rev()
-            .find(|l| l.status.starts_with("failed"))
-            .map(|l| format!("{}: {}", l.status.trim_start_matches("failed: "), l.detail));
+            .find_map(|l| l.failure())
+            .map(ToString::to_string);
         if let Ok(mut guard) = self.guard.lock() {
             guard
                 .observe(labelled.len(), failed, last.as_deref())
@@ -227,23 +288,22 @@ impl Judge {
             .into_iter()
             .zip(&responses)
             .map(|(l, r)| {
-                let ok = !l.status.starts_with("failed");
-                let clusters = if l.clusters.is_empty() {
-                    vec![None; r.len()]
-                } else {
-                    l.clusters
+                let clusters = match l.labels() {
+                    None => vec![None; r.len()],
+                    Some(labels) => labels
                         .iter()
                         .map(|s| match s {
                             Strategy::Cluster(c) => Some(*c),
                             Strategy::Degenerate => None,
                         })
-                        .collect()
+                        .collect(),
                 };
                 GroupLabels {
                     clusters,
-                    status: l.status,
-                    detail: l.detail,
-                    ok,
+                    outcome: l.kind().into(),
+                    reason: l.failure().map(|f| f.reason.to_string()),
+                    detail: l.failure().map(|f| f.detail.clone()).unwrap_or_default(),
+                    ok: l.is_ok(),
                 }
             })
             .collect())

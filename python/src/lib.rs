@@ -31,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verifier::extract_answer, m)?)?;
     m.add_class::<judge::Judge>()?;
     m.add_class::<judge::GroupLabels>()?;
+    m.add_class::<judge::Outcome>()?;
     m.add(
         "JudgeUnusableError",
         m.py().get_type::<judge::JudgeUnusableError>(),

@@ -25,18 +25,19 @@ def test_labels_many_groups_and_caches(server, copy_prompt, tmp_path):
     cache = tmp_path / "cache.jsonl"
     judge = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=96, max_concurrency=4)
     labels = judge.label(["What is 2+3?", "Add 2 and 3."], [RESPONSES, RESPONSES])
-    assert [l.status for l in labels] == ["ok", "ok"]
+    assert [l.outcome for l in labels] == [polyepo.Outcome.LABELLED] * 2
     assert all(l.ok for l in labels)
     assert labels[0].clusters == [0, 1, None]
     stats = judge.stats()
     assert stats["calls"] == 2 and stats["labelled"] == 2 and stats["failures"] == {}
     # A new judge on the same cache file pays nothing for the same groups.
     again = polyepo.Judge(server, "smollm2", prompt=copy_prompt, cache=cache, max_tokens=96)
-    assert [l.status for l in again.label(["What is 2+3?"], [RESPONSES])] == ["cached"]
+    assert [l.outcome for l in again.label(["What is 2+3?"], [RESPONSES])] == [polyepo.Outcome.CACHED]
     assert again.stats()["calls"] == 0
     # Labels feed set_advantages directly.
-    clusters, statuses = polyepo.flat_clusters(["What is 2+3?"] * 3, RESPONSES, [0, 0, 0], again)
-    assert clusters == [0, 1, None] and statuses == {"cached": 1}
+    clusters, outcomes = polyepo.flat_clusters(["What is 2+3?"] * 3, RESPONSES, [0, 0, 0], again)
+    assert clusters == [0, 1, None] and outcomes == {"cached": 1}
+    assert polyepo.failed_groups(outcomes) == 0
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,8 @@ def test_failure_policy_applies_and_is_counted(policy, clusters, monkeypatch, ca
     )
     [labels] = judge.label(["p"], [RESPONSES])
     assert labels.clusters == clusters
-    assert labels.status == "failed: connection" and not labels.ok
+    assert labels.reason == "connection" and not labels.ok
+    assert labels.outcome == (polyepo.Outcome.SKIPPED if policy == "skip" else polyepo.Outcome.FAILED)
     stats = judge.stats()
     assert stats["calls"] == 2 and stats["retries"] == 1 and stats["failures"] == {"connection": 1}
     out, err = capfd.readouterr()
@@ -91,8 +93,9 @@ def test_a_judge_that_keeps_failing_raises_naming_itself_and_logs_why(caplog):
     lenient = polyepo.Judge(f"http://127.0.0.1:{closed_port()}/v1", "m", retries=0, max_failed_steps=0)
     for _ in range(4):
         [labels] = lenient.label(["p"], [RESPONSES])
-    assert labels.status == "failed: connection" and labels.detail
-    assert repr(labels) == "GroupLabels(clusters=[None, None, None], status=\"failed: connection\")"
+    assert labels.outcome == polyepo.Outcome.SKIPPED and labels.reason == "connection" and labels.detail
+    assert repr(labels) == 'GroupLabels(clusters=[None, None, None], outcome=Outcome.SKIPPED, reason="connection")'
+    assert labels.outcome.name == "skipped" and repr(polyepo.Outcome.FAILED) == "Outcome.FAILED"
 
 
 def test_bad_arguments():

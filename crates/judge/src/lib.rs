@@ -9,6 +9,7 @@
 pub mod guard;
 pub mod lm;
 pub mod math;
+pub mod outcome;
 pub mod prompts;
 
 use thiserror::Error;
@@ -27,7 +28,7 @@ pub enum JudgeError {
     /// The judge could not label the group and its failure policy is `skip`: the group's
     /// advantages become zero.
     #[error("judge skipped the group ({0})")]
-    Skipped(String),
+    Skipped(outcome::JudgeFailure),
     /// The judge failed on most groups for several steps in a row (see [`guard`]): training
     /// on would learn nothing.
     #[error("{0}")]

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use setrl::Strategy;
 
 use crate::JudgeError;
+use crate::outcome::{FailureReason, JudgeFailure, Outcome};
 use crate::prompts;
 
 /// What to do when the judge cannot label a group.
@@ -235,18 +236,6 @@ impl JudgeStats {
     }
 }
 
-/// The outcome of labelling one group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Labelled {
-    /// One label per response (after the failure policy, when it failed).
-    pub clusters: Vec<Strategy>,
-    /// `ok`, `cached`, or `failed: <reason>`.
-    pub status: String,
-    /// For a failed group, what went wrong (with the start of a reply that could not be
-    /// used); empty otherwise.
-    pub detail: String,
-}
-
 /// The judge.
 pub struct LmJudge {
     cfg: LmJudgeConfig,
@@ -261,7 +250,7 @@ pub struct LmJudge {
 
 /// Why one attempt failed; `retry` says whether another attempt may help.
 struct Failure {
-    reason: String,
+    reason: FailureReason,
     detail: String,
     retry: bool,
 }
@@ -380,7 +369,7 @@ impl LmJudge {
 
     fn count_failure(&self, failure: &Failure) {
         if let Ok(mut s) = self.stats.lock() {
-            *s.failures.entry(failure.reason.clone()).or_default() += 1;
+            *s.failures.entry(failure.reason.to_string()).or_default() += 1;
             s.last_failure = Some(format!("{}: {}", failure.reason, failure.detail));
         }
     }
@@ -426,7 +415,7 @@ impl LmJudge {
         match self.attempt_with(&constrained, n) {
             Err(f)
                 if self.cfg.response_format == ResponseFormat::Auto
-                    && (f.reason == "http-400" || f.reason == "http-422")
+                    && matches!(f.reason, FailureReason::Http(400 | 422))
                     && f.detail.contains("response_format") =>
             {
                 self.ask_schema
@@ -466,7 +455,7 @@ impl LmJudge {
                 let retry = code == 429 || code >= 500;
                 let said = response.into_string().unwrap_or_default();
                 return Err(Failure {
-                    reason: format!("http-{code}"),
+                    reason: FailureReason::Http(code),
                     detail: format!(
                         "the judge API answered HTTP {code}: {}",
                         excerpt(&said, 200)
@@ -476,10 +465,14 @@ impl LmJudge {
             }
             Err(ureq::Error::Transport(t)) => {
                 let timeout = t.to_string().to_lowercase().contains("timed out");
-                let reason = if timeout { "timeout" } else { "connection" };
+                let reason = if timeout {
+                    FailureReason::Timeout
+                } else {
+                    FailureReason::Connection
+                };
                 // The transport message names the URL, never the headers: no key can leak.
                 return Err(Failure {
-                    reason: reason.into(),
+                    reason,
                     detail: if timeout {
                         format!(
                             "{url}: no reply within timeout_s = {} s",
@@ -493,7 +486,7 @@ impl LmJudge {
             }
         };
         let invalid = |detail: String| Failure {
-            reason: "invalid-reply".into(),
+            reason: FailureReason::InvalidReply,
             detail,
             retry: true,
         };
@@ -520,8 +513,8 @@ impl LmJudge {
     }
 
     /// Labels the responses to one problem, applying the failure policy: under `skip` a
-    /// failed group gets no labels (and its status says why).
-    pub fn label_group(&self, problem: &str, responses: &[String]) -> Labelled {
+    /// failed group gets no labels ([`Outcome::Skipped`]).
+    pub fn label_group(&self, problem: &str, responses: &[String]) -> Outcome {
         let n = responses.len();
         let body = self.request_body(problem, responses);
         let key = format!("{:016x}", crate::strategy_id(&body.to_string()));
@@ -529,15 +522,11 @@ impl LmJudge {
             if let Ok(mut s) = self.stats.lock() {
                 s.cache_hits += 1;
             }
-            return Labelled {
-                clusters: to_strategies(&ids),
-                status: "cached".into(),
-                detail: String::new(),
-            };
+            return Outcome::Cached(to_strategies(&ids));
         }
         let mut last = Failure {
-            reason: "none".into(),
-            detail: String::new(),
+            reason: FailureReason::Connection,
+            detail: "no attempt was made".into(),
             retry: false,
         };
         for attempt in 0..=self.cfg.retries {
@@ -555,11 +544,7 @@ impl LmJudge {
                         s.labelled += 1;
                     }
                     self.remember(key, &ids);
-                    return Labelled {
-                        clusters: to_strategies(&ids),
-                        status: "ok".into(),
-                        detail: String::new(),
-                    };
+                    return Outcome::Labelled(to_strategies(&ids));
                 }
                 Err(f) => {
                     let retry = f.retry;
@@ -571,18 +556,18 @@ impl LmJudge {
             }
         }
         // No line on stderr per group: the trainer logs a summary per step, the Python
-        // package through `logging`, both from `status` and `detail`.
+        // package through `logging`, both from the outcome's failure.
         self.count_failure(&last);
-        let clusters = match self.cfg.failure_policy {
+        let failure = JudgeFailure {
+            reason: last.reason,
+            detail: last.detail,
+        };
+        let labels = match self.cfg.failure_policy {
             FailurePolicy::Distinct => (0..n as i64).map(Strategy::Cluster).collect(),
             FailurePolicy::Single => vec![Strategy::Cluster(0); n],
-            FailurePolicy::Skip => Vec::new(),
+            FailurePolicy::Skip => return Outcome::Skipped(failure),
         };
-        Labelled {
-            clusters,
-            status: format!("failed: {}", last.reason),
-            detail: last.detail,
-        }
+        Outcome::Failed { failure, labels }
     }
 
     fn remember(&self, key: String, ids: &[Option<i64>]) {
@@ -605,11 +590,11 @@ impl LmJudge {
 
     /// Labels many (problem, responses) groups with at most `max_concurrency` requests in
     /// flight; the results are in the order of `groups`.
-    pub fn label_groups(&self, groups: &[(&str, &[String])]) -> Vec<Labelled> {
+    pub fn label_groups(&self, groups: &[(&str, &[String])]) -> Vec<Outcome> {
         let width = self.cfg.max_concurrency.max(1);
         let mut out = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(width) {
-            let labelled: Vec<Labelled> = std::thread::scope(|scope| {
+            let labelled: Vec<Outcome> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
                     .iter()
                     .map(|&(p, r)| scope.spawn(move || self.label_group(p, r)))
@@ -617,10 +602,11 @@ impl LmJudge {
                 handles
                     .into_iter()
                     .map(|h| {
-                        h.join().unwrap_or_else(|_| Labelled {
-                            clusters: Vec::new(),
-                            status: "failed: panic".into(),
-                            detail: "the labelling thread panicked".into(),
+                        h.join().unwrap_or_else(|_| {
+                            Outcome::Skipped(JudgeFailure {
+                                reason: FailureReason::Panic,
+                                detail: "the labelling thread panicked".into(),
+                            })
                         })
                     })
                     .collect()
@@ -638,7 +624,11 @@ fn read_failure(url: &str, e: &std::io::Error) -> Failure {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
     ) || e.to_string().to_lowercase().contains("timed out");
     Failure {
-        reason: if timeout { "timeout" } else { "connection" }.into(),
+        reason: if timeout {
+            FailureReason::Timeout
+        } else {
+            FailureReason::Connection
+        },
         detail: format!("{url}: reading the reply: {e}"),
         retry: true,
     }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device};
 use polyepo::app::serve::{ServeLimits, Server};
 use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig, ResponseFormat};
+use polyepo::rl::judge::outcome::{FailureReason, OutcomeKind};
 use polyepo::rl::judge::{JudgeError, StrategyJudge};
 use polyepo::rl::tasks::Prompt;
 use polyepo_engine::model::load_model;
@@ -106,13 +107,13 @@ fn labels_a_group_through_the_real_server_and_caches_it() {
     assert_eq!(judge.stats().labelled, 1);
     // The same group again: answered from the cache, no request.
     let again = judge.label_group(&prompt().text, &responses());
-    assert_eq!(again.status, "cached");
+    assert_eq!(again.kind(), OutcomeKind::Cached);
     assert_eq!(judge.stats().calls, 1);
     // A new judge reads the cache file: re-running an evaluation does not pay twice.
     let fresh = LmJudge::new(cfg).unwrap();
     assert_eq!(
-        fresh.label_group(&prompt().text, &responses()).status,
-        "cached"
+        fresh.label_group(&prompt().text, &responses()).kind(),
+        OutcomeKind::Cached
     );
     assert_eq!(fresh.stats().calls, 0);
     // Concurrent groups (different prompts, so different requests) are all answered.
@@ -123,7 +124,10 @@ fn labels_a_group_through_the_real_server_and_caches_it() {
         .map(|p| (p.as_str(), responses.as_slice()))
         .collect();
     let labelled = judge.label_groups(&groups);
-    assert!(labelled.iter().all(|l| l.status == "ok"), "{labelled:?}");
+    assert!(
+        labelled.iter().all(|l| l.kind() == OutcomeKind::Labelled),
+        "{labelled:?}"
+    );
     assert_eq!(judge.stats().calls, 5);
     server.shutdown();
     std::fs::remove_dir_all(&dir).ok();
@@ -162,7 +166,7 @@ fn invalid_replies_are_retried_counted_and_handled_by_policy() {
         match expected {
             Some(labels) => assert_eq!(result.unwrap(), labels),
             None => assert!(
-                matches!(result, Err(JudgeError::Skipped(ref s)) if s.contains("invalid-reply"))
+                matches!(result, Err(JudgeError::Skipped(ref f)) if f.reason == FailureReason::InvalidReply)
             ),
         }
         let stats = judge.stats();
@@ -182,7 +186,10 @@ fn invalid_replies_are_retried_counted_and_handled_by_policy() {
     })
     .unwrap();
     let l = judge.label_group(&prompt().text, &responses());
-    assert_eq!(l.status, "failed: http-400");
+    assert_eq!(
+        l.failure().map(|f| f.reason),
+        Some(FailureReason::Http(400))
+    );
     assert_eq!(judge.stats().calls, 1);
     server.shutdown();
 }
@@ -203,7 +210,7 @@ fn latency_runs_to_the_end_of_the_reply_and_timeouts_say_so() {
     let started = std::time::Instant::now();
     let labelled = judge.label_group(&prompt().text, &responses());
     let wall = started.elapsed().as_secs_f64();
-    assert_eq!(labelled.status, "ok", "{}", labelled.detail);
+    assert_eq!(labelled.kind(), OutcomeKind::Labelled, "{labelled:?}");
     // The reply outlasts a heartbeat, so the server sent its headers before the reply.
     assert!(wall > 0.5, "a {wall} s reply proves nothing here");
     let latency = judge.stats().latency_s;
@@ -223,8 +230,9 @@ fn latency_runs_to_the_end_of_the_reply_and_timeouts_say_so() {
     })
     .unwrap();
     let l = judge.label_group("p", &responses());
-    assert_eq!(l.status, "failed: timeout", "{}", l.detail);
-    assert!(l.detail.contains("timeout_s = 0.3"), "{}", l.detail);
+    let failure = l.failure().expect("a silent server fails");
+    assert_eq!(failure.reason, FailureReason::Timeout, "{failure}");
+    assert!(failure.detail.contains("timeout_s = 0.3"), "{failure}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -345,7 +353,8 @@ fn unreachable_endpoints_fail_cleanly_and_never_show_the_key() {
     assert!(out.status.success(), "{stderr}");
     let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(line["clusters"], serde_json::json!([0, 1]));
-    assert_eq!(line["status"], "failed: connection");
+    assert_eq!(line["outcome"], "failed");
+    assert_eq!(line["reason"], "connection");
     assert!(
         stderr.contains("\"connection\":1") && stderr.contains("\"retries\":2"),
         "{stderr}"

@@ -13,6 +13,7 @@ import torch
 
 import polyepo
 from polyepo._core import Judge
+from polyepo._labels import failed_groups
 
 _log = logging.getLogger("polyepo.verl")
 ESTIMATOR = "polyepo"
@@ -176,7 +177,7 @@ def label_batch(data: Any, config: Any, tokenizer: Any = None) -> dict[str, floa
     uid = data.non_tensor_batch["uid"]
     who = labeler(cfg)
     before = who.stats() if isinstance(who, Judge) else None
-    clusters, statuses = polyepo.flat_clusters(problems, texts, list(uid), who)
+    clusters, outcomes = polyepo.flat_clusters(problems, texts, list(uid), who)
     _pending.labels = (list(uid), clusters)
     data.non_tensor_batch["polyepo_cluster"] = np.array(clusters, dtype=object)
     groups = {}
@@ -187,7 +188,7 @@ def label_batch(data: Any, config: Any, tokenizer: Any = None) -> dict[str, floa
     metrics = {
         "polyepo/distinct_clusters": float(np.mean([len(s) for s in groups.values()])) if groups else 0.0,
         "polyepo/degenerate_fraction": float(np.mean([c is None for c in clusters])) if clusters else 0.0,
-        "polyepo/judge_failed": float(sum(n for s, n in statuses.items() if s.startswith("failed"))),
+        "polyepo/judge_failed": float(failed_groups(outcomes)),
     }
     if before is not None:
         after = who.stats()

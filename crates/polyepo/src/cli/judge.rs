@@ -97,20 +97,23 @@ pub fn run(args: &JudgeArgs) -> Result<()> {
         .collect();
     let labelled = judge.label_groups(&borrowed);
     let mut out = std::io::stdout().lock();
-    for l in labelled {
-        let clusters: Vec<Option<i64>> = l
-            .clusters
-            .iter()
-            .map(|s| match s {
-                Strategy::Cluster(c) => Some(*c),
-                Strategy::Degenerate => None,
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "clusters": clusters, "status": l.status })
-        )?;
+    for outcome in labelled {
+        let clusters: Option<Vec<Option<i64>>> = outcome.labels().map(|labels| {
+            labels
+                .iter()
+                .map(|s| match s {
+                    Strategy::Cluster(c) => Some(*c),
+                    Strategy::Degenerate => None,
+                })
+                .collect()
+        });
+        let mut line =
+            serde_json::json!({ "clusters": clusters, "outcome": outcome.kind().name() });
+        if let Some(f) = outcome.failure() {
+            line["reason"] = f.reason.to_string().into();
+            line["detail"] = f.detail.clone().into();
+        }
+        writeln!(out, "{line}")?;
     }
     eprintln!("judge stats: {}", serde_json::to_string(&judge.stats())?);
     Ok(())

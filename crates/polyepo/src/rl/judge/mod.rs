@@ -5,9 +5,10 @@
 
 pub mod noisy;
 
-pub use polyepo_judge::{JudgeError, guard, lm, prompts};
+pub use polyepo_judge::{JudgeError, guard, lm, outcome, prompts};
 
-use lm::{JudgeStats, Labelled, LmJudge};
+use lm::{JudgeStats, LmJudge};
+use outcome::Outcome;
 use setrl::Strategy;
 
 use crate::rl::tasks::{Prompt, Task};
@@ -62,16 +63,18 @@ impl StrategyJudge for TaskJudge<'_> {
 }
 
 /// A skipped group (no labels) becomes [`JudgeError::Skipped`], so the trainer zeroes it.
-fn into_result(labelled: Labelled, n: usize) -> Result<Vec<Strategy>, JudgeError> {
-    if labelled.clusters.is_empty() && n > 0 {
-        return Err(JudgeError::Skipped(labelled.status));
+fn into_result(outcome: Outcome) -> Result<Vec<Strategy>, JudgeError> {
+    match outcome {
+        Outcome::Labelled(labels) | Outcome::Cached(labels) | Outcome::Failed { labels, .. } => {
+            Ok(labels)
+        }
+        Outcome::Skipped(failure) => Err(JudgeError::Skipped(failure)),
     }
-    Ok(labelled.clusters)
 }
 
 impl StrategyJudge for LmJudge {
     fn label(&self, prompt: &Prompt, responses: &[String]) -> Result<Vec<Strategy>, JudgeError> {
-        into_result(self.label_group(&prompt.text, responses), responses.len())
+        into_result(self.label_group(&prompt.text, responses))
     }
 
     fn label_batch(
@@ -84,8 +87,7 @@ impl StrategyJudge for LmJudge {
             .collect();
         self.label_groups(&borrowed)
             .into_iter()
-            .zip(groups)
-            .map(|(l, (_, r))| into_result(l, r.len()))
+            .map(into_result)
             .collect()
     }
 

@@ -7,6 +7,7 @@
 //! so a resumed run draws the same noise as an uninterrupted one.
 
 use polyepo_judge::lm::FailurePolicy;
+use polyepo_judge::outcome::{FailureReason, JudgeFailure};
 use setrl::Strategy;
 
 use super::{JudgeError, StrategyJudge, lm::JudgeStats};
@@ -79,7 +80,10 @@ impl<'a> NoisyJudge<'a> {
                 }
                 match self.failure_policy {
                     FailurePolicy::Skip => {
-                        return Err(JudgeError::Skipped("simulated judge failure".into()));
+                        return Err(JudgeError::Skipped(JudgeFailure {
+                            reason: FailureReason::Simulated,
+                            detail: format!("label_noise.kind = fail at p = {p}"),
+                        }));
                     }
                     FailurePolicy::Distinct => (0..labels.len())
                         .map(|i| fresh(format!("{}\u{1}{i}", prompt.text)))
