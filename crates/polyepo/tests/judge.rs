@@ -11,7 +11,7 @@ use polyepo::app::serve::{ServeLimits, Server};
 use polyepo::rl::judge::lm::{FailurePolicy, LmJudge, LmJudgeConfig, ResponseFormat};
 use polyepo::rl::judge::outcome::{FailureReason, OutcomeKind};
 use polyepo::rl::judge::{JudgeError, StrategyJudge};
-use polyepo::rl::tasks::Prompt;
+use polyepo::rl::tasks::{Prompt, Spec};
 use polyepo_engine::model::load_model;
 use setrl::Strategy;
 
@@ -69,7 +69,7 @@ fn copy_prompt(dir: &std::path::Path) -> String {
 fn prompt() -> Prompt {
     Prompt {
         text: "What is 2+3?".into(),
-        reference: serde_json::Value::Null,
+        spec: Spec::Unverified,
     }
 }
 

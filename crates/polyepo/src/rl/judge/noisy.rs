@@ -162,6 +162,7 @@ impl StrategyJudge for NoisyJudge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rl::tasks::Spec;
 
     struct Fixed(Vec<Strategy>);
     impl StrategyJudge for Fixed {
@@ -197,7 +198,7 @@ mod tests {
     fn noise_merges_splits_and_fails_as_configured() {
         let prompt = Prompt {
             text: "T=3 A=+1,+2>".into(),
-            reference: serde_json::Value::Null,
+            spec: Spec::Unverified,
         };
         let responses: Vec<String> = ["+1+2", "+2+1", "+1+1+1", "x"].map(String::from).to_vec();
         let label = |kind, p, policy| judge(kind, p, policy).label(&prompt, &responses);
@@ -228,7 +229,7 @@ mod tests {
             .filter(|i| {
                 let prompt = Prompt {
                     text: format!("prompt {i}"),
-                    reference: serde_json::Value::Null,
+                    spec: Spec::Unverified,
                 };
                 j.label(&prompt, &["a".to_owned()]).is_err()
             })

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, PromptStyle, Task, draw_prompts, strategy_id};
+use super::{Prompt, PromptStyle, Spec, Task, draw_prompts, strategy_id};
 use crate::rl::config::ConfigError;
 
 /// Characters of the compact texts (the tiny model's alphabet).
@@ -282,15 +282,26 @@ pub struct Countdown {
     instruct: bool,
 }
 
-fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
-    let r = &prompt.reference;
-    (
-        r["target"].as_i64().unwrap_or(0),
-        r["numbers"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-            .unwrap_or_default(),
-    )
+/// What grading and demonstrating a countdown prompt needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountdownSpec {
+    /// The value to hit.
+    pub target: i64,
+    /// The numbers an expression may use, each at most once.
+    pub numbers: Vec<i64>,
+    /// The expression that made the prompt (the warm-up's demonstration with `demos = 1`).
+    pub example: String,
+    /// With `demos > 1`: up to `demos` expressions of distinct shapes, `example` first, that
+    /// the warm-up draws from; empty otherwise.
+    pub shapes: Vec<String>,
+}
+
+/// The prompt's countdown spec; `None` for a prompt of another task (which earns nothing).
+fn spec(prompt: &Prompt) -> Option<&CountdownSpec> {
+    match &prompt.spec {
+        Spec::Countdown(spec) => Some(spec),
+        _ => None,
+    }
 }
 
 impl Countdown {
@@ -326,13 +337,18 @@ impl Countdown {
             } else {
                 format!("N={} T={target}>", listed.join(","))
             };
-            let mut reference =
-                serde_json::json!({ "target": target, "numbers": numbers, "example": render(&e) });
-            if cfg.demos > 1 {
-                reference["examples"] =
-                    serde_json::json!(other_shapes(&e, &numbers, target, cfg.demos, &text));
-            }
-            Some(Prompt { text, reference })
+            let shapes = if cfg.demos > 1 {
+                other_shapes(&e, &numbers, target, cfg.demos, &text)
+            } else {
+                Vec::new()
+            };
+            let spec = Spec::Countdown(CountdownSpec {
+                target,
+                numbers,
+                example: render(&e),
+                shapes,
+            });
+            Some(Prompt { text, spec })
         };
         let train = draw_prompts(cfg.train_prompts, "task.countdown", || draw(cfg.max_number))?;
         let seen: std::collections::HashSet<String> =
@@ -370,23 +386,28 @@ impl Task for Countdown {
         &self.eval
     }
     fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
-        let (target, numbers) = spec(prompt);
-        let Some(e) = self.answer(response) else {
+        let (
+            Some(CountdownSpec {
+                target, numbers, ..
+            }),
+            Some(e),
+        ) = (spec(prompt), self.answer(response))
+        else {
             return 0.0;
         };
         let mut used = Vec::new();
         leaves(&e, &mut used);
         f64::from(u8::from(
-            uses_only(&used, &numbers) && eval(&e) == Some((target, 1)),
+            uses_only(&used, numbers) && eval(&e) == Some((*target, 1)),
         ))
     }
     fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
-        let (_, numbers) = spec(prompt);
+        let numbers = spec(prompt).map_or(&[][..], |s| &s.numbers);
         Some(match self.answer(response) {
             Some(e) => {
                 let mut used = Vec::new();
                 leaves(&e, &mut used);
-                if uses_only(&used, &numbers) {
+                if uses_only(&used, numbers) {
                     Strategy::Cluster(strategy_id(&shape(&e)))
                 } else {
                     Strategy::Degenerate
@@ -404,9 +425,11 @@ impl Task for Countdown {
     fn demonstration(&self, prompt: &Prompt, skew: f64, rng: &mut dyn RngCore) -> Option<String> {
         // The generating expression (one habitual way to reach each target), or with
         // `demos > 1` one of several shapes, rank r drawn with weight skew^r.
-        let Some(examples) = prompt.reference["examples"].as_array() else {
-            return prompt.reference["example"].as_str().map(String::from);
-        };
+        let spec = spec(prompt)?;
+        let examples = &spec.shapes;
+        if examples.is_empty() {
+            return Some(spec.example.clone());
+        }
         let weights: Vec<f64> = (0..examples.len()).map(|r| skew.powi(r as i32)).collect();
         let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
         let mut pick = examples.len().saturating_sub(1);
@@ -417,7 +440,7 @@ impl Task for Countdown {
             }
             u -= w;
         }
-        examples.get(pick)?.as_str().map(String::from)
+        examples.get(pick).cloned()
     }
     fn alphabet(&self) -> &str {
         ALPHABET
@@ -431,7 +454,12 @@ mod tests {
     fn prompt(target: i64, numbers: &[i64]) -> Prompt {
         Prompt {
             text: String::new(),
-            reference: serde_json::json!({ "target": target, "numbers": numbers }),
+            spec: Spec::Countdown(CountdownSpec {
+                target,
+                numbers: numbers.to_vec(),
+                example: String::new(),
+                shapes: Vec::new(),
+            }),
         }
     }
 
@@ -485,13 +513,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut with_several = 0;
         for p in many.train_prompts() {
-            let examples = p.reference["examples"].as_array().unwrap();
+            let examples = &spec(p).unwrap().shapes;
             assert!(!examples.is_empty() && examples.len() <= 4);
             with_several += usize::from(examples.len() > 1);
-            let shapes: std::collections::HashSet<Option<Strategy>> = examples
-                .iter()
-                .map(|e| many.strategy(p, e.as_str().unwrap()))
-                .collect();
+            let shapes: std::collections::HashSet<Option<Strategy>> =
+                examples.iter().map(|e| many.strategy(p, e)).collect();
             assert_eq!(shapes.len(), examples.len(), "{examples:?}");
             let seen: std::collections::HashSet<Option<Strategy>> = (0..60)
                 .map(|_| {
@@ -525,9 +551,11 @@ mod tests {
             assert_eq!(task.reward(p, &demo), 1.0, "{} -> {demo}", p.text);
         }
         assert!(
-            task.eval_prompts()
+            task.eval_prompts().iter().any(|p| spec(p)
+                .unwrap()
+                .numbers
                 .iter()
-                .any(|p| spec(p).1.iter().any(|&n| n > cfg.max_number))
+                .any(|&n| n > cfg.max_number))
         );
     }
 
@@ -547,7 +575,11 @@ mod tests {
             .collect();
         for p in task.eval_prompts() {
             assert!(
-                spec(p).1.iter().all(|&n| (1..=4).contains(&n)),
+                spec(p)
+                    .unwrap()
+                    .numbers
+                    .iter()
+                    .all(|&n| (1..=4).contains(&n)),
                 "{}",
                 p.text
             );

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, Task, draw_prompts, skewed_pick, strategy_id};
+use super::{Prompt, Spec, Task, draw_prompts, skewed_pick, strategy_id};
 use crate::rl::config::ConfigError;
 
 /// Characters of the task's texts.
@@ -81,17 +81,23 @@ pub struct Digits {
     train_digits: Vec<i64>,
 }
 
-fn spec(prompt: &Prompt) -> (i64, Vec<i64>, usize) {
-    let r = &prompt.reference;
-    let allowed = r["allowed"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-        .unwrap_or_default();
-    (
-        r["sum"].as_i64().unwrap_or(0),
-        allowed,
-        r["len"].as_u64().unwrap_or(0) as usize,
-    )
+/// What grading a digits prompt needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigitsSpec {
+    /// The digit sum S.
+    pub sum: i64,
+    /// The digits an answer may use, in descending order.
+    pub allowed: Vec<i64>,
+    /// The number of digits D.
+    pub len: usize,
+}
+
+/// The prompt's digits spec; `None` for a prompt of another task (which earns nothing).
+fn spec(prompt: &Prompt) -> Option<&DigitsSpec> {
+    match &prompt.spec {
+        Spec::Digits(spec) => Some(spec),
+        _ => None,
+    }
 }
 
 /// The digits of a reply when it is a D-digit string of allowed digits.
@@ -124,7 +130,7 @@ impl Digits {
                 let digits: Vec<String> = allowed.iter().map(i64::to_string).collect();
                 Prompt {
                     text: format!("S={sum} A={} D={len}>", digits.join(",")),
-                    reference: serde_json::json!({ "sum": sum, "allowed": allowed, "len": len }),
+                    spec: Spec::Digits(DigitsSpec { sum, allowed, len }),
                 }
             })
         };
@@ -149,14 +155,18 @@ impl Task for Digits {
         &self.eval
     }
     fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
-        let (sum, allowed, len) = spec(prompt);
+        let Some(DigitsSpec { sum, allowed, len }) = spec(prompt) else {
+            return 0.0;
+        };
         f64::from(u8::from(
-            valid_digits(response, &allowed, len).is_some_and(|d| d.iter().sum::<i64>() == sum),
+            valid_digits(response, allowed, *len).is_some_and(|d| d.iter().sum::<i64>() == *sum),
         ))
     }
     fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
-        let (_, allowed, len) = spec(prompt);
-        Some(match valid_digits(response, &allowed, len) {
+        let Some(DigitsSpec { allowed, len, .. }) = spec(prompt) else {
+            return Some(Strategy::Degenerate);
+        };
+        Some(match valid_digits(response, allowed, *len) {
             Some(mut digits) => {
                 digits.sort_unstable();
                 let canonical: String = digits.iter().map(i64::to_string).collect();
@@ -177,8 +187,8 @@ impl Task for Digits {
         skew: f64,
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
-        let (sum, allowed, len) = spec(prompt);
-        let mut digits = skewed_pick(solutions(&allowed, sum, len), &allowed, skew, rng)?;
+        let DigitsSpec { sum, allowed, len } = spec(prompt)?;
+        let mut digits = skewed_pick(solutions(allowed, *sum, *len), allowed, skew, rng)?;
         digits.sort_unstable_by(|a, b| b.cmp(a));
         Some(digits.iter().map(i64::to_string).collect())
     }
@@ -186,17 +196,17 @@ impl Task for Digits {
         ALPHABET
     }
     fn needs_unseen(&self, prompt: &Prompt) -> Option<bool> {
-        let (sum, allowed, len) = spec(prompt);
+        let DigitsSpec { sum, allowed, len } = spec(prompt)?;
         let unseen = |d: &i64| !self.train_digits.contains(d);
         Some(
-            solutions(&allowed, sum, len)
+            solutions(allowed, *sum, *len)
                 .iter()
                 .all(|solution| solution.iter().any(unseen)),
         )
     }
     fn uses_unseen(&self, prompt: &Prompt, response: &str) -> Option<bool> {
-        let (_, allowed, len) = spec(prompt);
-        let digits = valid_digits(response, &allowed, len)?;
+        let DigitsSpec { allowed, len, .. } = spec(prompt)?;
+        let digits = valid_digits(response, allowed, *len)?;
         Some(digits.iter().any(|d| !self.train_digits.contains(d)))
     }
 }
@@ -210,7 +220,11 @@ mod tests {
         let task = Digits::new(&DigitsConfig::default()).unwrap();
         let p = Prompt {
             text: "S=14 A=5,3,2 D=4>".into(),
-            reference: serde_json::json!({"sum": 14, "allowed": [5, 3, 2], "len": 4}),
+            spec: Spec::Digits(DigitsSpec {
+                sum: 14,
+                allowed: vec![5, 3, 2],
+                len: 4,
+            }),
         };
         assert_eq!(task.reward(&p, "5522"), 1.0);
         assert_eq!(task.reward(&p, "2552"), 1.0);
@@ -226,7 +240,7 @@ mod tests {
             assert_eq!(task.reward(prompt, &d), 1.0, "{} -> {d}", prompt.text);
         }
         for prompt in task.eval_prompts() {
-            let (_, allowed, _) = spec(prompt);
+            let allowed = &spec(prompt).unwrap().allowed;
             assert!(
                 allowed
                     .iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 use thiserror::Error;
 
-use super::{Prompt, Task};
+use super::{Prompt, Spec, Task};
 
 /// How a response is compared with the reference answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Prompt>, JsonlError> {
         }
         out.push(Prompt {
             text: record.prompt,
-            reference: serde_json::json!({ "answer": answer }),
+            spec: Spec::Answer(answer),
         });
     }
     if out.is_empty() {
@@ -175,7 +175,9 @@ impl Task for JsonlTask {
         &self.eval
     }
     fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
-        let answer = prompt.reference["answer"].as_str().unwrap_or_default();
+        let Spec::Answer(answer) = &prompt.spec else {
+            return 0.0;
+        };
         let ok = match self.rule {
             Match::Exact => response.trim() == answer.trim(),
             Match::Numeric => match (last_number(response), last_number(answer)) {

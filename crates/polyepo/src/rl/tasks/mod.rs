@@ -61,8 +61,25 @@ pub fn draw_prompts(
 pub struct Prompt {
     /// The text shown to the model.
     pub text: String,
-    /// Task-specific data for the verifier (a reference answer, a target, ...).
-    pub reference: serde_json::Value,
+    /// What its task's verifier and labeler read, typed per task.
+    pub spec: Spec,
+}
+
+/// What grading a prompt needs, one variant per task, each defined beside its task's
+/// prompts: a field is read by name, never looked up in JSON, so a misspelt key cannot turn
+/// into a silent zero.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// A reach prompt.
+    Reach(reach::ReachSpec),
+    /// A digits prompt.
+    Digits(digits::DigitsSpec),
+    /// A countdown prompt.
+    Countdown(countdown::CountdownSpec),
+    /// A JSONL prompt: its reference answer.
+    Answer(String),
+    /// Nothing to grade (a prompt shown to a judge alone).
+    Unverified,
 }
 
 /// A source of prompts with a verifier and, optionally, a strategy labeler.

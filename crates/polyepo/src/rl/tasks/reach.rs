@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, PromptStyle, Task, draw_prompts, strategy_id};
+use super::{Prompt, PromptStyle, Spec, Task, draw_prompts, strategy_id};
 use crate::rl::config::ConfigError;
 
 /// Longest answer that earns a reward.
@@ -78,6 +78,15 @@ impl Default for ReachConfig {
             held_out: HeldOut::Shifted,
         }
     }
+}
+
+/// What grading a reach prompt needs: its target and allowed steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachSpec {
+    /// The number to reach.
+    pub target: i64,
+    /// The steps an answer may use, in descending order.
+    pub allowed: Vec<i64>,
 }
 
 /// The reach task.
@@ -237,7 +246,7 @@ impl Reach {
                     PromptStyle::FewShot => few_shot_text(target, &allowed),
                     PromptStyle::Compact => prompt_text(target, &allowed),
                 },
-                reference: serde_json::json!({ "target": target, "allowed": allowed }),
+                spec: Spec::Reach(ReachSpec { target, allowed }),
             })
         };
         let train = draw_prompts(cfg.train_prompts, "task.reach", || draw(false))?;
@@ -280,13 +289,12 @@ impl Reach {
         }
     }
 
-    fn spec(prompt: &Prompt) -> (i64, Vec<i64>) {
-        let target = prompt.reference["target"].as_i64().unwrap_or(0);
-        let allowed = prompt.reference["allowed"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-            .unwrap_or_default();
-        (target, allowed)
+    /// The prompt's reach spec; `None` for a prompt of another task (which earns nothing).
+    fn spec(prompt: &Prompt) -> Option<&ReachSpec> {
+        match &prompt.spec {
+            Spec::Reach(spec) => Some(spec),
+            _ => None,
+        }
     }
 }
 
@@ -301,12 +309,14 @@ impl Task for Reach {
         &self.eval
     }
     fn reward(&self, prompt: &Prompt, response: &str) -> f64 {
-        let (target, allowed) = Self::spec(prompt);
+        let Some(ReachSpec { target, allowed }) = Self::spec(prompt) else {
+            return 0.0;
+        };
         match self.answer(response).and_then(|a| parse_steps(&a)) {
             Some(steps)
                 if steps.len() <= MAX_STEPS
                     && steps.iter().all(|s| allowed.contains(s))
-                    && steps.iter().sum::<i64>() == target =>
+                    && steps.iter().sum::<i64>() == *target =>
             {
                 1.0
             }
@@ -314,7 +324,7 @@ impl Task for Reach {
         }
     }
     fn strategy(&self, prompt: &Prompt, response: &str) -> Option<Strategy> {
-        let (_, allowed) = Self::spec(prompt);
+        let allowed = Self::spec(prompt).map_or(&[][..], |s| &s.allowed);
         Some(match self.answer(response).and_then(|a| parse_steps(&a)) {
             // Off-task answers (steps outside A, or too long) are degenerate, not a strategy.
             Some(steps)
@@ -342,8 +352,8 @@ impl Task for Reach {
         skew: f64,
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
-        let (target, allowed) = Self::spec(prompt);
-        let mut steps = super::skewed_pick(solutions(&allowed, target), &allowed, skew, rng)?;
+        let ReachSpec { target, allowed } = Self::spec(prompt)?;
+        let mut steps = super::skewed_pick(solutions(allowed, *target), allowed, skew, rng)?;
         steps.sort_unstable_by(|a, b| b.cmp(a));
         Some(answer_text(&steps))
     }
@@ -354,10 +364,10 @@ impl Task for Reach {
         self.style == PromptStyle::Instruct
     }
     fn needs_unseen(&self, prompt: &Prompt) -> Option<bool> {
-        let (target, allowed) = Self::spec(prompt);
+        let ReachSpec { target, allowed } = Self::spec(prompt)?;
         let unseen = |s: &i64| !self.train_steps.contains(s);
         Some(
-            solutions(&allowed, target)
+            solutions(allowed, *target)
                 .iter()
                 .all(|solution| solution.iter().any(unseen)),
         )
@@ -377,7 +387,10 @@ mod tests {
         let task = Reach::new(&ReachConfig::default()).unwrap();
         let p = Prompt {
             text: prompt_text(7, &[5, 3, -1]),
-            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+            spec: Spec::Reach(ReachSpec {
+                target: 7,
+                allowed: vec![5, 3, -1],
+            }),
         };
         assert_eq!(parse_steps("+3+5-1"), Some(vec![3, 5, -1]));
         assert_eq!(parse_steps("+3+"), None);
@@ -399,7 +412,10 @@ mod tests {
         let task = Reach::new(&ReachConfig::default()).unwrap();
         let prompt = |target: i64, allowed: &[i64]| Prompt {
             text: prompt_text(target, allowed),
-            reference: serde_json::json!({"target": target, "allowed": allowed}),
+            spec: Spec::Reach(ReachSpec {
+                target,
+                allowed: allowed.to_vec(),
+            }),
         };
         // Training steps are 1, 2, 3, 5, -1, -2: 4 = +2+2 needs nothing new; 8 with
         // {+8, +9, -4} cannot be reached without an unseen step.
@@ -439,8 +455,8 @@ mod tests {
             .map(|p| p.text.as_str())
             .collect();
         for p in task.eval_prompts() {
-            let (target, allowed) = Reach::spec(p);
-            assert!((1..=12).contains(&target), "{}", p.text);
+            let ReachSpec { target, allowed } = Reach::spec(p).unwrap();
+            assert!((1..=12).contains(target), "{}", p.text);
             assert!(
                 allowed.iter().all(|s| cfg.train_steps.contains(s)),
                 "{}",
@@ -467,7 +483,7 @@ mod tests {
         })
         .unwrap();
         assert!(shifted.eval_prompts().iter().all(|p| {
-            let (_, allowed) = Reach::spec(p);
+            let allowed = &Reach::spec(p).unwrap().allowed;
             allowed.iter().any(|s| !shifted.train_steps.contains(s))
         }));
     }
@@ -485,8 +501,8 @@ mod tests {
                 .iter()
                 .chain(task.eval_prompts())
                 .map(|p| {
-                    let (target, allowed) = Reach::spec(p);
-                    solutions(&allowed, target).len()
+                    let ReachSpec { target, allowed } = Reach::spec(p).unwrap();
+                    solutions(allowed, *target).len()
                 })
                 .collect();
             assert!(counts.iter().all(|&c| c >= min_solutions), "{counts:?}");
@@ -526,7 +542,10 @@ mod tests {
         assert!(task.wants_chat_template());
         let p = Prompt {
             text: instruct_text(7, &[5, 3, -1]),
-            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+            spec: Spec::Reach(ReachSpec {
+                target: 7,
+                allowed: vec![5, 3, -1],
+            }),
         };
         assert_eq!(
             extract_answer("Sure! The steps are: +3 +5 -1."),
@@ -558,7 +577,10 @@ mod tests {
         );
         let p = Prompt {
             text: few_shot_text(7, &[5, 3, -1]),
-            reference: serde_json::json!({"target": 7, "allowed": [5, 3, -1]}),
+            spec: Spec::Reach(ReachSpec {
+                target: 7,
+                allowed: vec![5, 3, -1],
+            }),
         };
         assert_eq!(task.reward(&p, " +5+3-1\nReach 2 with steps +1: +1+1"), 1.0);
         // The invented next example on line 2 is not the answer.
@@ -582,12 +604,12 @@ mod tests {
         assert_eq!(task.train_prompts().len(), cfg.train_prompts);
         assert_eq!(task.eval_prompts().len(), cfg.eval_prompts);
         for p in task.train_prompts() {
-            let (t, a) = Reach::spec(p);
-            assert!(solutions(&a, t).len() >= 3);
+            let ReachSpec { target, allowed: a } = Reach::spec(p).unwrap();
+            assert!(solutions(a, *target).len() >= 3);
             assert!(a.iter().all(|s| cfg.train_steps.contains(s)));
         }
         for p in task.eval_prompts() {
-            let (_, a) = Reach::spec(p);
+            let a = &Reach::spec(p).unwrap().allowed;
             assert!(a.iter().any(|s| !cfg.train_steps.contains(s)), "{a:?}");
         }
     }
