@@ -316,9 +316,11 @@ fn cli_names_bad_keys_and_missing_models() {
 fn the_digits_domain_trains_from_its_own_warm_up() {
     let root = temp_root("digits");
     let mut cfg = small_config();
-    cfg.task.kind = polyepo::rl::config::TaskKind::Digits;
-    cfg.task.digits.train_prompts = 32;
-    cfg.task.digits.eval_prompts = 8;
+    cfg.task = polyepo::rl::config::TaskSection::Digits(polyepo::rl::tasks::digits::DigitsConfig {
+        train_prompts: 32,
+        eval_prompts: 8,
+        ..Default::default()
+    });
     cfg.run.steps = 2;
     let summary = run(&cfg, &root.join("run"), false, None);
     assert_eq!(summary.steps, 2);

@@ -8,7 +8,7 @@ use clap::Args;
 use polyepo::app::eval::{EvalSettings, evaluate};
 use polyepo::app::plot::{Chart, Series, save_chart};
 use polyepo::app::report::pass_curve;
-use polyepo::rl::config::{TaskKind, TrainConfig};
+use polyepo::rl::config::{TaskKind, TaskSection, TrainConfig};
 use polyepo::rl::judge::StrategyJudge;
 use polyepo::rl::judge::lm::{LmJudge, LmJudgeConfig};
 use polyepo::rl::train::build_task;
@@ -90,8 +90,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             TrainConfig::load(args.config.as_deref(), &[])?,
         ),
     };
-    if let Some(kind) = args.task {
-        cfg.task.kind = kind;
+    if let Some(kind) = args.task.filter(|&k| k != cfg.task.kind()) {
+        cfg.task = TaskSection::defaults_for(kind).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--task jsonl needs the paths of its data: give --config with a [task.jsonl] section"
+            )
+        })?;
         // The run's own settings were validated for its task, not this one.
         cfg.validate(&format!("--task {kind}"))?;
     }

@@ -57,7 +57,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     eprintln!(
         "polyepo train: {} on {} ({} model), {} steps × {} prompts × {} samples → {}",
         serde_json::to_string(&cfg.algorithm.name)?.trim_matches('"'),
-        cfg.task.kind,
+        cfg.task.kind(),
         cfg.model.source,
         cfg.run.steps,
         cfg.rollout.prompts_per_step,

@@ -325,7 +325,7 @@ impl StudyPlan {
                     format!("{} (config {})", e.message, e.origin),
                 )
             })?;
-            if cfg.task.kind != base.task.kind {
+            if cfg.task.kind() != base.task.kind() {
                 return Err(fail(
                     &format!("{key}.set"),
                     "changes the task's kind; a split evaluates the same task on other prompts"

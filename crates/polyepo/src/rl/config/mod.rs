@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod load;
+mod task;
 mod validate;
 mod values;
+
+pub use task::TaskSection;
 
 pub use values::{
     Algorithm, DTypeSpec, DeviceSpec, EstimatorKind, JudgeSource, ModelSource, TaskKind,
@@ -16,9 +19,6 @@ pub use values::{
 
 use crate::rl::judge::lm::LmJudgeConfig;
 use crate::rl::loss::LossConfig;
-use crate::rl::tasks::countdown::CountdownConfig;
-use crate::rl::tasks::digits::DigitsConfig;
-use crate::rl::tasks::jsonl::JsonlConfig;
 use crate::rl::tasks::reach::ReachConfig;
 use polyepo_engine::model::LoraConfig;
 use polyepo_engine::optim::{AdamWConfig, LrSchedule};
@@ -35,22 +35,6 @@ pub struct RunSection {
     pub steps: u64,
     /// Write a checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every: u64,
-}
-
-/// Which task, and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TaskSection {
-    /// `reach`, `digits` or `countdown` (built-in synthetic) or `jsonl` (your data).
-    pub kind: TaskKind,
-    /// Settings of `reach`.
-    pub reach: ReachConfig,
-    /// Settings of `digits`.
-    pub digits: DigitsConfig,
-    /// Settings of `countdown`.
-    pub countdown: CountdownConfig,
-    /// Settings of `jsonl`.
-    pub jsonl: Option<JsonlConfig>,
 }
 
 /// The small model the synthetic task trains from scratch.
@@ -256,13 +240,7 @@ impl Default for TrainConfig {
                 steps: 200,
                 checkpoint_every: 50,
             },
-            task: TaskSection {
-                kind: TaskKind::Reach,
-                reach: ReachConfig::default(),
-                digits: DigitsConfig::default(),
-                countdown: CountdownConfig::default(),
-                jsonl: None,
-            },
+            task: TaskSection::Reach(ReachConfig::default()),
             model: ModelSection {
                 source: ModelSource::Tiny,
                 device: DeviceSpec::Cpu,
@@ -359,6 +337,7 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rl::tasks::digits::DigitsConfig;
 
     #[test]
     fn default_round_trips_through_toml() {
@@ -413,12 +392,55 @@ mod tests {
             let cfg: TrainConfig = toml::Value::Table(doc).try_into().unwrap();
             let mut without_model = cfg.clone();
             without_model.model.source = ModelSource::Tiny;
-            without_model.task.reach.style = crate::rl::tasks::PromptStyle::Compact;
-            without_model.task.countdown.style = crate::rl::tasks::PromptStyle::Compact;
+            match &mut without_model.task {
+                TaskSection::Reach(c) => c.style = crate::rl::tasks::PromptStyle::Compact,
+                TaskSection::Countdown(c) => c.style = crate::rl::tasks::PromptStyle::Compact,
+                _ => {}
+            }
             if let Err(e) = without_model.validate(&path.display().to_string()) {
                 panic!("{}: {e}", path.display());
             }
         }
+    }
+
+    #[test]
+    fn only_the_chosen_task_has_a_section() {
+        let text = toml::to_string(&TrainConfig::default()).unwrap();
+        assert!(text.contains("[task.reach]"), "{text}");
+        assert!(!text.contains("[task.digits]") && !text.contains("[task.countdown]"));
+        // `--set task.kind=...` over the default document: the reach table is dropped, the
+        // chosen task gets its defaults plus whatever else is set.
+        let cfg = TrainConfig::load(
+            None,
+            &["task.kind=digits".into(), "task.digits.lengths=[3]".into()],
+        )
+        .unwrap();
+        let TaskSection::Digits(d) = &cfg.task else {
+            panic!("{:?}", cfg.task)
+        };
+        assert_eq!(d.lengths, vec![3]);
+        assert_eq!(d.train_digits, DigitsConfig::default().train_digits);
+        // A bad key of the chosen task still names its full path.
+        let e = TrainConfig::load(None, &["task.reach.set_sise=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("task.reach") && e.contains("set_sise"), "{e}");
+        let e = TrainConfig::load(None, &["task.kind=jsonl".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[task.jsonl]"), "{e}");
+    }
+
+    #[test]
+    fn configs_written_with_every_task_section_still_load() {
+        // What `polyepo config` wrote before the task section held one task: runs of that
+        // time have it as their config.toml.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config-all-task-sections.toml");
+        let old = TrainConfig::load(Some(&path), &[]).unwrap();
+        assert_eq!(old, TrainConfig::default());
+        let digits = TrainConfig::load(Some(&path), &["task.kind=digits".into()]).unwrap();
+        assert_eq!(digits.task, TaskSection::Digits(DigitsConfig::default()));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Checks of values that parse but cannot work together. Closed sets of values are enums
 //! (see `values.rs`), so what is left here is ranges and combinations.
 
-use super::{ConfigError, JudgeSource, ModelSource, TaskKind, TrainConfig, err};
+use super::{ConfigError, JudgeSource, ModelSource, TaskKind, TaskSection, TrainConfig, err};
 use crate::rl::tasks::PromptStyle;
 
 /// Most prompts a built-in task may generate per split: bounds memory and start-up time.
@@ -12,7 +12,7 @@ pub const MAX_ROWS_PER_STEP: usize = 65_536;
 pub const MAX_NEW_TOKENS: usize = 32_768;
 
 /// `Ok` when `ok`, else the error for `key`.
-fn require(
+pub(super) fn require(
     ok: bool,
     origin: &str,
     key: &str,
@@ -230,13 +230,7 @@ impl TrainConfig {
                 self.loss.dual_clip
             ),
         )?;
-        if self.task.kind == TaskKind::Jsonl {
-            require(
-                self.task.jsonl.is_some(),
-                origin,
-                "task.jsonl",
-                "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths",
-            )?;
+        if self.task.kind() == TaskKind::Jsonl {
             require(
                 !(a.name.needs_labels() && a.judge == JudgeSource::Task),
                 origin,
@@ -247,17 +241,15 @@ impl TrainConfig {
                 ),
             )?;
         }
-        self.validate_task(origin)?;
+        self.task.validate(origin)?;
         self.validate_warmup_and_judge(origin)?;
         match &self.model.source {
             ModelSource::Tiny => {
-                let style = match self.task.kind {
-                    TaskKind::Reach => Some(("task.reach.style", self.task.reach.style)),
-                    TaskKind::Countdown => {
-                        Some(("task.countdown.style", self.task.countdown.style))
-                    }
-                    TaskKind::Digits => None,
-                    TaskKind::Jsonl => {
+                let style = match &self.task {
+                    TaskSection::Reach(c) => Some(("task.reach.style", c.style)),
+                    TaskSection::Countdown(c) => Some(("task.countdown.style", c.style)),
+                    TaskSection::Digits(_) => None,
+                    TaskSection::Jsonl(_) => {
                         return Err(err(
                             origin,
                             "model.source",
@@ -286,132 +278,6 @@ impl TrainConfig {
             ModelSource::Path(_) => {}
         }
         Ok(())
-    }
-
-    fn validate_task(&self, origin: &str) -> Result<(), ConfigError> {
-        let prompts = |key: &str, n: usize| {
-            require(
-                (1..=MAX_TASK_PROMPTS).contains(&n),
-                origin,
-                key,
-                format!("is {n}; use 1..={MAX_TASK_PROMPTS}"),
-            )
-        };
-        match self.task.kind {
-            TaskKind::Reach => {
-                let c = &self.task.reach;
-                prompts("task.reach.train_prompts", c.train_prompts)?;
-                prompts("task.reach.eval_prompts", c.eval_prompts)?;
-                let mut steps = c.train_steps.clone();
-                steps.sort_unstable();
-                steps.dedup();
-                require(
-                    steps.len() == c.train_steps.len()
-                        && steps.iter().all(|s| (1..=9).contains(&s.abs())),
-                    origin,
-                    "task.reach.train_steps",
-                    format!(
-                        "is {:?}; use distinct steps from ±1..±9, e.g. [1, 2, 3, 5, -1, -2]",
-                        c.train_steps
-                    ),
-                )?;
-                require(
-                    c.targets[0] <= c.targets[1],
-                    origin,
-                    "task.reach.targets",
-                    format!(
-                        "is {:?}; use [smallest, largest] with smallest <= largest, e.g. [-6, 12]",
-                        c.targets
-                    ),
-                )?;
-                require(
-                    c.set_size >= 2 && c.set_size <= c.train_steps.len(),
-                    origin,
-                    "task.reach.set_size",
-                    format!(
-                        "is {}; use 2..={} (the number of train_steps)",
-                        c.set_size,
-                        c.train_steps.len()
-                    ),
-                )?;
-                require(
-                    c.min_solutions >= 2,
-                    origin,
-                    "task.reach.min_solutions",
-                    format!(
-                        "is {}; use 2 or more (a prompt with one correct strategy leaves nothing to explore)",
-                        c.min_solutions
-                    ),
-                )
-            }
-            TaskKind::Digits => {
-                let c = &self.task.digits;
-                prompts("task.digits.train_prompts", c.train_prompts)?;
-                prompts("task.digits.eval_prompts", c.eval_prompts)?;
-                let mut digits = c.train_digits.clone();
-                digits.sort_unstable();
-                digits.dedup();
-                require(
-                    !digits.is_empty()
-                        && digits.len() == c.train_digits.len()
-                        && digits.iter().all(|d| (1..=9).contains(d)),
-                    origin,
-                    "task.digits.train_digits",
-                    format!(
-                        "is {:?}; use distinct digits from 1..9, e.g. [1, 2, 3, 5, 7]",
-                        c.train_digits
-                    ),
-                )?;
-                require(
-                    c.set_size >= 2 && c.set_size <= c.train_digits.len(),
-                    origin,
-                    "task.digits.set_size",
-                    format!(
-                        "is {}; use 2..={} (the number of train_digits)",
-                        c.set_size,
-                        c.train_digits.len()
-                    ),
-                )?;
-                require(
-                    !c.lengths.is_empty() && c.lengths.iter().all(|l| (2..=9).contains(l)),
-                    origin,
-                    "task.digits.lengths",
-                    format!("is {:?}; use lengths from 2..9, e.g. [3, 4]", c.lengths),
-                )
-            }
-            TaskKind::Countdown => {
-                let c = &self.task.countdown;
-                prompts("task.countdown.train_prompts", c.train_prompts)?;
-                prompts("task.countdown.eval_prompts", c.eval_prompts)?;
-                require(
-                    (2..=6).contains(&c.numbers),
-                    origin,
-                    "task.countdown.numbers",
-                    format!("is {}; use 2..=6 numbers per prompt", c.numbers),
-                )?;
-                require(
-                    (1..=10_000).contains(&c.max_number),
-                    origin,
-                    "task.countdown.max_number",
-                    format!("is {}; use 1..=10000", c.max_number),
-                )?;
-                if let Some(m) = c.eval_max_number {
-                    require(
-                        (1..=40_000).contains(&m),
-                        origin,
-                        "task.countdown.eval_max_number",
-                        format!("is {m}; use 1..=40000, or leave it out for 4 × max_number"),
-                    )?;
-                }
-                require(
-                    (1..=32).contains(&c.demos),
-                    origin,
-                    "task.countdown.demos",
-                    format!("is {}; use 1..=32 demonstrations per prompt", c.demos),
-                )
-            }
-            TaskKind::Jsonl => Ok(()),
-        }
     }
 
     fn validate_warmup_and_judge(&self, origin: &str) -> Result<(), ConfigError> {

@@ -22,14 +22,10 @@ use rand_chacha::ChaCha8Rng;
 pub use error::{TrainError, TrainResult};
 pub use metrics::StepMetrics;
 
-use crate::rl::config::{JudgeSource, ModelSource, TaskKind, TrainConfig};
+use crate::rl::config::{JudgeSource, ModelSource, TrainConfig};
 use crate::rl::judge::lm::LmJudge;
 use crate::rl::judge::noisy::NoisyJudge;
 use crate::rl::judge::{StrategyJudge, TaskJudge};
-use crate::rl::tasks::countdown::Countdown;
-use crate::rl::tasks::digits::Digits;
-use crate::rl::tasks::jsonl::JsonlTask;
-use crate::rl::tasks::reach::Reach;
 use crate::rl::tasks::{Prompt, Task};
 use policy::Policy;
 use polyepo_engine::model::{Llama, TextTokenizer};
@@ -87,23 +83,7 @@ pub struct RunSummary {
 
 /// The task `cfg` describes.
 pub fn build_task(cfg: &TrainConfig) -> TrainResult<Box<dyn Task>> {
-    Ok(match cfg.task.kind {
-        TaskKind::Reach => Box::new(Reach::new(&cfg.task.reach)?),
-        TaskKind::Digits => Box::new(Digits::new(&cfg.task.digits)?),
-        TaskKind::Countdown => Box::new(Countdown::new(&cfg.task.countdown)?),
-        TaskKind::Jsonl => {
-            let jsonl = cfg.task.jsonl.as_ref().ok_or_else(|| {
-                TrainError::from(crate::rl::config::ConfigError {
-                    origin: "config".into(),
-                    key: "task.jsonl".into(),
-                    message:
-                        "task.kind = \"jsonl\" needs [task.jsonl] with `train` and `eval` paths"
-                            .into(),
-                })
-            })?;
-            Box::new(JsonlTask::new(jsonl)?)
-        }
-    })
+    cfg.task.build()
 }
 
 /// The strategy judge `algorithm.judge` selects (none when nothing can label this task).

@@ -28,7 +28,7 @@ pub fn cached_base(
 ) -> TrainResult<PathBuf> {
     let key_text = format!(
         "{}|{}|{}|{}|{}",
-        cfg.task.kind,
+        cfg.task.kind(),
         toml::to_string(&cfg.task).unwrap_or_default(),
         toml::to_string(&cfg.model.tiny).unwrap_or_default(),
         toml::to_string(&cfg.warmup).unwrap_or_default(),
