@@ -160,6 +160,7 @@ fn one_polyepo_step_raises_the_best_generation() {
         &mut opt,
         &samples,
         &update::UpdateSettings::of(&cfg),
+        1,
     )
     .unwrap();
     let after = seq_log_prob(&policy);
@@ -191,6 +192,7 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
                 &mut opt,
                 &samples,
                 &update::UpdateSettings::of(&settings_cfg),
+                1,
             )
             .unwrap();
             (flat_weights(&policy), stats)
@@ -259,7 +261,7 @@ fn skipping_zero_advantage_sequences_takes_the_same_steps() {
             );
             settings.skip_zero_advantage = skip;
             let mut opt = AdamW::new(policy.vars.clone(), cfg.optim.adamw.clone()).unwrap();
-            let stats = update::ppo_update(&policy, &mut opt, &samples, &settings).unwrap();
+            let stats = update::ppo_update(&policy, &mut opt, &samples, &settings, 1).unwrap();
             (flat_weights(&policy), stats)
         };
         let ((all, all_stats), (skipped, skipped_stats)) = (step(false), step(true));

@@ -29,7 +29,7 @@ pub enum TrainError {
         "step {step}: {quantity} is {value}, not a finite number; the run stopped before applying it (checkpoints hold only finite weights). Lower optim.lr, set optim.grad_clip, or check the rewards"
     )]
     NonFinite {
-        /// The RL step (1-based) during which it happened; 0 when not yet known.
+        /// The RL step (1-based) during which it happened.
         step: u64,
         /// What became non-finite (`loss`, `gradient norm`, a weight's name, ...).
         quantity: String,
@@ -52,22 +52,6 @@ impl TrainError {
         Self::Io {
             path: path.into(),
             message: e.to_string(),
-        }
-    }
-}
-
-impl TrainError {
-    /// The same error, placed at RL step `step` when it is a [`TrainError::NonFinite`].
-    pub fn at_step(self, step: u64) -> Self {
-        match self {
-            TrainError::NonFinite {
-                quantity, value, ..
-            } => TrainError::NonFinite {
-                step,
-                quantity,
-                value,
-            },
-            other => other,
         }
     }
 }

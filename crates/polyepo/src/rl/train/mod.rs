@@ -219,8 +219,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
 
         // Policy update.
         let start = std::time::Instant::now();
-        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings)
-            .map_err(|e| e.at_step(step + 1))?;
+        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings, step + 1)?;
         step += 1;
 
         // Log.

@@ -74,177 +74,39 @@ impl<'a> UpdateSettings<'a> {
     }
 }
 
-/// Runs the configured PPO epochs over `samples` (grouped by prompt, N per group).
+/// Runs the configured PPO epochs over `samples` (grouped by prompt, N per group) at RL
+/// step `step` (1-based, for errors): plan the mini-batches, score π_old (and π_ref) before
+/// the weights move, then one AdamW step per mini-batch and epoch.
 pub fn ppo_update(
     policy: &Policy,
     opt: &mut AdamW,
     samples: &[Sample],
     settings: &UpdateSettings<'_>,
+    step: u64,
 ) -> TrainResult<UpdateStats> {
-    let UpdateSettings {
-        group_size: n,
-        temperature,
-        max_response_len,
-        loss,
-        optim,
-        skip_zero_advantage,
-    } = *settings;
-    let groups = samples.len() / n;
-    let per_minibatch = groups.div_ceil(optim.minibatches) * n;
-    let minibatches: Vec<&[Sample]> = samples.chunks(per_minibatch).collect();
-    // The sequences each mini-batch computes: all, or those that carry a gradient.
-    let active: Vec<Vec<&Sample>> = minibatches
-        .iter()
-        .map(|mb| {
-            mb.iter()
-                .filter(|s| !skip_zero_advantage || s.advantage != 0.0)
-                .collect()
-        })
-        .collect();
-    // Each mini-batch (one optimizer step) in micro-batches (one forward and backward each).
-    let chunks: Vec<Vec<&[&Sample]>> = active
-        .iter()
-        .map(|mb| match optim.micro_batch {
-            0 => mb.chunks(mb.len().max(1)).collect(),
-            m => mb.chunks(m).collect(),
-        })
-        .collect();
-    let pad = policy.tokenizer.pad_id;
-    let tokens = |mb: &[&Sample]| -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
-        (
-            mb.iter().map(|s| s.prompt_tokens.clone()).collect(),
-            mb.iter().map(|s| s.response_tokens.clone()).collect(),
-        )
-    };
-
-    // π_old (and π_ref) for every micro-batch, before any update changes the weights. The
-    // first mini-batch's π_old is its first training pass itself (the weights have not
-    // moved yet, so it is exactly π_θ there): one forward pass fewer per step.
+    let plans = plan_minibatches(samples, settings);
     let start = std::time::Instant::now();
-    let frozen = policy.model.frozen();
-    let mut old: Vec<Vec<Option<Tensor>>> = Vec::with_capacity(chunks.len());
-    let mut reference: Vec<Vec<Tensor>> = Vec::with_capacity(chunks.len());
-    for (i, mb_chunks) in chunks.iter().enumerate() {
-        let mut old_mb = Vec::with_capacity(mb_chunks.len());
-        let mut ref_mb = Vec::new();
-        for chunk in mb_chunks {
-            let (p, r) = tokens(chunk);
-            old_mb.push(if i == 0 {
-                None
-            } else {
-                Some(response_log_probs(&frozen, &p, &r, pad, temperature)?.log_probs)
-            });
-            if let Some(ref_model) = &policy.reference {
-                ref_mb.push(response_log_probs(ref_model, &p, &r, pad, temperature)?.log_probs);
-            }
-        }
-        old.push(old_mb);
-        reference.push(ref_mb);
-    }
-    drop(frozen);
-
+    let mut scored = score_before_update(policy, &plans, settings.temperature)?;
     let mut stats = UpdateStats {
         pi_old_s: start.elapsed().as_secs_f64(),
         ..UpdateStats::default()
     };
     // Optimizer steps, and those that computed any sequence (the statistics' denominator).
     let (mut count, mut measured) = (0.0, 0.0);
-    for _epoch in 0..optim.ppo_epochs {
-        for (i, mb) in minibatches.iter().enumerate() {
-            // The normaliser counts every sequence, skipped or not: the same loss as computing
-            // all of them. The logged statistics average over the computed tokens only.
-            let mb_tokens = response_tokens(mb.iter()).max(1) as f64;
-            let active_tokens = response_tokens(active[i].iter().copied()).max(1) as f64;
-            let active_share = active[i].len().max(1) as f64 / mb.len() as f64;
-            let mut grads: Option<GradStore> = None;
-            let mut out_pg = 0.0;
-            let mut entropy_sum = 0.0;
-            for (c, chunk) in chunks[i].iter().enumerate() {
-                let (p, r) = tokens(chunk);
-                let scored = response_log_probs(&policy.model, &p, &r, pad, temperature)?;
-                let old_log_probs = old[i][c].get_or_insert_with(|| scored.log_probs.detach());
-                let advantages = Tensor::from_vec(
-                    chunk.iter().map(|s| s.advantage as f32).collect::<Vec<_>>(),
-                    chunk.len(),
-                    policy.model.device(),
-                )?;
-                let entropy = if loss.entropy_coef > 0.0 {
-                    Some(token_entropy(&scored.logits)?)
-                } else {
-                    None
-                };
-                let out = ppo_loss(
-                    &LossInputs {
-                        log_probs: &scored.log_probs,
-                        old_log_probs,
-                        advantages: &advantages,
-                        mask: &scored.mask,
-                        ref_log_probs: reference[i].get(c),
-                        entropy: entropy.as_ref(),
-                        max_response_len,
-                    },
-                    loss,
-                )?;
-                // The mini-batch's loss is a weighted sum of its micro-batches' losses: by
-                // tokens for a token mean, by sequences for the per-sequence means.
-                let chunk_tokens = response_tokens(chunk.iter().copied()) as f64;
-                let token_share = chunk_tokens / mb_tokens;
-                let stat_share = chunk_tokens / active_tokens;
-                let share = match loss.aggregation {
-                    Aggregation::TokenMean => token_share,
-                    _ => chunk.len() as f64 / mb.len() as f64,
-                };
-                let weighted = if share == 1.0 {
-                    out.loss
-                } else {
-                    (out.loss * share)?
-                };
-                grads = Some(accumulate(grads, weighted.backward()?, &policy.vars)?);
-                out_pg += share * out.pg_loss;
-                stats.clipfrac += stat_share * out.clipfrac;
-                stats.approx_kl += stat_share * out.approx_kl;
-                stats.ref_kl += share / active_share * out.ref_kl;
-
-                // Entropy for the log, from the same logits without a graph.
-                let ent = match &entropy {
-                    Some(e) => e.detach(),
-                    None => token_entropy(&scored.logits.detach())?,
-                };
-                entropy_sum += (ent * &scored.mask)?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-            }
-            let grads = match grads {
-                Some(grads) => grads,
-                None => zero_grads(&policy.vars)?,
-            };
-            if !active[i].is_empty() {
+    for _epoch in 0..settings.optim.ppo_epochs {
+        for (plan, before) in plans.iter().zip(&mut scored) {
+            let s = minibatch_step(policy, opt, plan, before, settings, step)?;
+            stats.pg_loss += s.pg_loss;
+            stats.grad_norm += s.grad_norm;
+            stats.lr = s.lr;
+            count += 1.0;
+            if !plan.active.is_empty() {
+                stats.clipfrac += s.clipfrac;
+                stats.approx_kl += s.approx_kl;
+                stats.ref_kl += s.ref_kl;
+                stats.entropy += s.entropy;
                 measured += 1.0;
             }
-            let norm = grad_norm(&policy.vars, &grads)?;
-            let scale = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
-                optim.grad_clip / norm
-            } else {
-                1.0
-            };
-            let lr = optim.schedule.lr(optim.adamw.lr, opt.steps_taken());
-            // One non-finite value would poison every weight: stop before the step.
-            for (quantity, value) in [("policy loss", out_pg), ("gradient norm", norm)] {
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        step: 0,
-                        quantity: quantity.into(),
-                        value,
-                    });
-                }
-            }
-            opt.step(&grads, lr, scale)?;
-            stats.entropy += entropy_sum / active_tokens;
-            stats.pg_loss += out_pg;
-            stats.grad_norm += norm;
-            stats.lr = lr;
-            count += 1.0;
         }
     }
     for v in [&mut stats.pg_loss, &mut stats.grad_norm] {
@@ -258,6 +120,208 @@ pub fn ppo_update(
     ] {
         *v /= f64::max(measured, 1.0);
     }
+    Ok(stats)
+}
+
+/// One optimizer step's sequences: the whole mini-batch (whose sizes normalise the loss)
+/// and the sequences computed (all, or those with a non-zero advantage) in micro-batches.
+struct MinibatchPlan<'s> {
+    all: &'s [Sample],
+    active: Vec<&'s Sample>,
+    micro_batch: usize,
+}
+
+impl<'s> MinibatchPlan<'s> {
+    /// The computed sequences, one forward and backward pass per slice.
+    fn micro_batches(&self) -> impl Iterator<Item = &[&'s Sample]> {
+        self.active.chunks(self.micro_batch.max(1))
+    }
+}
+
+/// Mini-batches of whole prompt groups, `optim.minibatches` of them.
+fn plan_minibatches<'s>(
+    samples: &'s [Sample],
+    settings: &UpdateSettings<'_>,
+) -> Vec<MinibatchPlan<'s>> {
+    let groups = samples.len() / settings.group_size;
+    let per_minibatch = groups.div_ceil(settings.optim.minibatches) * settings.group_size;
+    samples
+        .chunks(per_minibatch)
+        .map(|all| {
+            let active: Vec<&Sample> = all
+                .iter()
+                .filter(|s| !settings.skip_zero_advantage || s.advantage != 0.0)
+                .collect();
+            let micro_batch = match settings.optim.micro_batch {
+                0 => active.len(),
+                m => m,
+            };
+            MinibatchPlan {
+                all,
+                active,
+                micro_batch,
+            }
+        })
+        .collect()
+}
+
+/// What a mini-batch's sequences scored before the update: π_old per micro-batch (`None`
+/// until the first pass fills it) and π_ref (empty without a reference model).
+struct ScoredBefore {
+    old: Vec<Option<Tensor>>,
+    reference: Vec<Tensor>,
+}
+
+/// π_old (and π_ref) for every micro-batch, before any update changes the weights. The
+/// first mini-batch's π_old is its first training pass itself (the weights have not moved
+/// yet, so it is exactly π_θ there): one forward pass fewer per step.
+fn score_before_update(
+    policy: &Policy,
+    plans: &[MinibatchPlan<'_>],
+    temperature: f64,
+) -> TrainResult<Vec<ScoredBefore>> {
+    let frozen = policy.model.frozen();
+    let pad = policy.tokenizer.pad_id;
+    let mut out = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.iter().enumerate() {
+        let mut scored = ScoredBefore {
+            old: Vec::new(),
+            reference: Vec::new(),
+        };
+        for chunk in plan.micro_batches() {
+            let (p, r) = tokens(chunk);
+            scored.old.push(if i == 0 {
+                None
+            } else {
+                Some(response_log_probs(&frozen, &p, &r, pad, temperature)?.log_probs)
+            });
+            if let Some(ref_model) = &policy.reference {
+                scored
+                    .reference
+                    .push(response_log_probs(ref_model, &p, &r, pad, temperature)?.log_probs);
+            }
+        }
+        out.push(scored);
+    }
+    Ok(out)
+}
+
+/// The prompt and response tokens of `samples`.
+fn tokens(samples: &[&Sample]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    (
+        samples.iter().map(|s| s.prompt_tokens.clone()).collect(),
+        samples.iter().map(|s| s.response_tokens.clone()).collect(),
+    )
+}
+
+/// One AdamW step on a mini-batch: the gradient accumulated over its micro-batches, each
+/// weighted by its share of the mini-batch's tokens (token mean) or sequences (per-sequence
+/// means), so that the step is the whole mini-batch's. The statistics average over the
+/// computed tokens.
+fn minibatch_step(
+    policy: &Policy,
+    opt: &mut AdamW,
+    plan: &MinibatchPlan<'_>,
+    before: &mut ScoredBefore,
+    settings: &UpdateSettings<'_>,
+    step: u64,
+) -> TrainResult<UpdateStats> {
+    let UpdateSettings {
+        temperature,
+        max_response_len,
+        loss,
+        optim,
+        ..
+    } = *settings;
+    let pad = policy.tokenizer.pad_id;
+    // The normaliser counts every sequence, skipped or not: the same loss as computing all
+    // of them.
+    let mb_tokens = response_tokens(plan.all.iter()).max(1) as f64;
+    let active_tokens = response_tokens(plan.active.iter().copied()).max(1) as f64;
+    let active_share = plan.active.len().max(1) as f64 / plan.all.len() as f64;
+    let mut grads: Option<GradStore> = None;
+    let mut stats = UpdateStats::default();
+    let mut entropy_sum = 0.0;
+    for (c, chunk) in plan.micro_batches().enumerate() {
+        let (p, r) = tokens(chunk);
+        let scored = response_log_probs(&policy.model, &p, &r, pad, temperature)?;
+        let old_log_probs = before.old[c].get_or_insert_with(|| scored.log_probs.detach());
+        let advantages = Tensor::from_vec(
+            chunk.iter().map(|s| s.advantage as f32).collect::<Vec<_>>(),
+            chunk.len(),
+            policy.model.device(),
+        )?;
+        let entropy = if loss.entropy_coef > 0.0 {
+            Some(token_entropy(&scored.logits)?)
+        } else {
+            None
+        };
+        let out = ppo_loss(
+            &LossInputs {
+                log_probs: &scored.log_probs,
+                old_log_probs,
+                advantages: &advantages,
+                mask: &scored.mask,
+                ref_log_probs: before.reference.get(c),
+                entropy: entropy.as_ref(),
+                max_response_len,
+            },
+            loss,
+        )?;
+        let chunk_tokens = response_tokens(chunk.iter().copied()) as f64;
+        let token_share = chunk_tokens / mb_tokens;
+        let stat_share = chunk_tokens / active_tokens;
+        let share = match loss.aggregation {
+            Aggregation::TokenMean => token_share,
+            _ => chunk.len() as f64 / plan.all.len() as f64,
+        };
+        let weighted = if share == 1.0 {
+            out.loss
+        } else {
+            (out.loss * share)?
+        };
+        grads = Some(accumulate(grads, weighted.backward()?, &policy.vars)?);
+        stats.pg_loss += share * out.pg_loss;
+        stats.clipfrac += stat_share * out.clipfrac;
+        stats.approx_kl += stat_share * out.approx_kl;
+        stats.ref_kl += share / active_share * out.ref_kl;
+
+        // Entropy for the log, from the same logits without a graph.
+        let ent = match &entropy {
+            Some(e) => e.detach(),
+            None => token_entropy(&scored.logits.detach())?,
+        };
+        entropy_sum += (ent * &scored.mask)?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+    }
+    // An all-zero mini-batch still steps: AdamW's momentum moves the weights.
+    let grads = match grads {
+        Some(grads) => grads,
+        None => zero_grads(&policy.vars)?,
+    };
+    let norm = grad_norm(&policy.vars, &grads)?;
+    let scale = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
+        optim.grad_clip / norm
+    } else {
+        1.0
+    };
+    let lr = optim.schedule.lr(optim.adamw.lr, opt.steps_taken());
+    // One non-finite value would poison every weight: stop before the step.
+    for (quantity, value) in [("policy loss", stats.pg_loss), ("gradient norm", norm)] {
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                quantity: quantity.into(),
+                value,
+            });
+        }
+    }
+    opt.step(&grads, lr, scale)?;
+    stats.entropy = entropy_sum / active_tokens;
+    stats.grad_norm = norm;
+    stats.lr = lr;
     Ok(stats)
 }
 
