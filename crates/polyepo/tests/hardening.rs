@@ -294,7 +294,7 @@ fn metrics_with_non_finite_values_read_back_and_garbled_lines_are_named() {
     );
     std::fs::write(&path, &nulled).unwrap();
     let m = read_metrics(&dir).unwrap();
-    assert!(m[0].pg_loss.is_nan());
+    assert!(m[0].update.pg_loss.is_nan());
     // A garbled line stops resume and names the line instead of dropping the step.
     let garbled = text
         .replacen('{', "{garbage", 2)

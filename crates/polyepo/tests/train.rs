@@ -85,12 +85,16 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     assert_eq!(a.len(), 4);
     assert_eq!(a, b, "resumed metrics differ from the uninterrupted run");
     // Learning happened at all: some step had a non-zero gradient and loss.
-    assert!(a.iter().any(|m| m.grad_norm > 0.0));
+    assert!(a.iter().any(|m| m.update.grad_norm > 0.0));
     std::fs::remove_dir_all(&root).ok();
 }
 
 /// The first step's rollout of `cfg` (labelled by the task, seed 7).
-fn first_step_samples(policy: &Policy, task: &dyn Task, cfg: &TrainConfig) -> Vec<rollout::Sample> {
+fn first_step_samples(
+    policy: &Policy,
+    task: &dyn Task,
+    cfg: &TrainConfig,
+) -> rollout::RolloutBatch {
     let judge = TaskJudge::new(task);
     let prompts = step_prompts(task, cfg, 0);
     rollout::collect(
@@ -129,7 +133,7 @@ fn one_polyepo_step_raises_the_best_generation() {
     let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
     let samples = first_step_samples(&policy, task.as_ref(), &cfg);
     let best = samples
-        .iter()
+        .samples()
         .max_by(|a, b| a.advantage.total_cmp(&b.advantage))
         .unwrap()
         .clone();
@@ -246,7 +250,7 @@ fn skipping_zero_advantage_sequences_takes_the_same_steps() {
             let policy = common::warmed_up_policy(&cfg, task.as_ref(), &root.join(".cache"));
             let mut samples = first_step_samples(&policy, task.as_ref(), &cfg);
             assert_eq!(samples.len(), 16);
-            for (i, s) in samples.iter_mut().enumerate() {
+            for (i, s) in samples.samples_mut().enumerate() {
                 s.advantage = match i {
                     0..=7 | 9 => 0.0,
                     _ => (i as f64 - 11.5) * 0.1,

@@ -83,7 +83,7 @@ pub fn training_report(
                 x_label: "step".into(),
                 y_label: "nats".into(),
                 log2_x: false,
-                series: vec![one("entropy", curve(metrics, |m| m.entropy))],
+                series: vec![one("entropy", curve(metrics, |m| m.update.entropy))],
             },
         ),
     ];

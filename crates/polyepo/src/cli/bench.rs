@@ -328,7 +328,7 @@ fn rl_steps(args: &BenchArgs) -> Result<()> {
         cfg.rollout.max_new_tokens
     );
     for m in result? {
-        let update = m.time_update - m.time_pi_old;
+        let update = m.time_update - m.update.pi_old_s;
         let total = m.time_rollout + m.time_judge + m.time_advantage + m.time_update;
         println!(
             "rl-step {}: total {total:.1} s = sampling {:.1} s ({:.1} tokens/s) + rewards and labels {:.2} s + advantages {:.3} s + pi_old {:.1} s + update {update:.1} s; prompts {:.0} tokens, responses {:.1} tokens on average",
@@ -337,7 +337,7 @@ fn rl_steps(args: &BenchArgs) -> Result<()> {
             m.tokens_per_s,
             m.time_judge,
             m.time_advantage,
-            m.time_pi_old,
+            m.update.pi_old_s,
             m.prompt_len,
             m.response_len
         );

@@ -91,7 +91,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 m.success_rate,
                 m.clusters_correct,
                 m.clusters_all,
-                m.clipfrac,
+                m.update.clipfrac,
                 m.time_rollout + m.time_judge + m.time_advantage + m.time_update
             );
             match &bar {

@@ -90,12 +90,12 @@ impl Archive {
     pub fn keep(&self, unit: &str, config: &TrainConfig, run: &SeedRun) -> TrainResult<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         let path = self.path(unit);
-        let config = toml::to_string(config).map_err(|e| TrainError::io(&path, e))?;
+        let config = toml::to_string(config).map_err(|e| TrainError::file(&path, e))?;
         let archived = ArchivedUnit {
             config,
             run: run.clone(),
         };
-        let json = serde_json::to_vec(&archived).map_err(|e| TrainError::io(&path, e))?;
+        let json = serde_json::to_vec(&archived).map_err(|e| TrainError::file(&path, e))?;
         write_atomic(&path, &json).map_err(|e| TrainError::io(&path, e))
     }
 }

@@ -59,7 +59,7 @@ pub fn write_report(
 ) -> TrainResult<Vec<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut files = Vec::new();
-    let chart_err = |e: String| TrainError::io(out, e);
+    let chart_err = |e: String| TrainError::file(out, e);
     let m = summary.samples;
     let seeds = plan
         .seeds
@@ -342,7 +342,7 @@ pub fn write_report(
         (
             "training_entropy",
             "Token entropy, training",
-            |m: &StepMetrics| m.entropy,
+            |m: &StepMetrics| m.update.entropy,
         ),
     ] {
         charts.push((
@@ -457,7 +457,7 @@ pub fn write_report(
     write(&readme, md.as_bytes())?;
     files.push(readme);
     let json_path = out.join("summary.json");
-    let json = serde_json::to_vec_pretty(summary).map_err(|e| TrainError::io(&json_path, e))?;
+    let json = serde_json::to_vec_pretty(summary).map_err(|e| TrainError::file(&json_path, e))?;
     write(&json_path, &json)?;
     files.push(json_path);
     Ok(files)

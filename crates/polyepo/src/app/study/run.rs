@@ -13,7 +13,7 @@ use super::archive::{Archive, Wanted, unit_name};
 use super::plan::{Arm, BASE_ROW, EvalSplit, StudyPlan};
 use crate::app::eval::{EvalReport, EvalSettings, evaluate};
 use crate::rl::config::{ModelSource, TrainConfig};
-use crate::rl::train::run_dir::{RunDir, read_metrics};
+use crate::rl::train::run_dir::{EvalOf, RunDir, read_metrics};
 use crate::rl::train::{
     Event, StepMetrics, TrainError, TrainOptions, TrainResult, build_task, policy, train, warmup,
 };
@@ -85,29 +85,9 @@ pub enum StudyEvent<'a> {
     Train(Event<'a>),
 }
 
-/// Evaluation files are named by their settings, so studies that share runs but evaluate
-/// differently keep each other's results.
-fn eval_file(dir: &Path, settings: &EvalSettings) -> PathBuf {
-    dir.join("evals").join(format!(
-        "final-t{}-m{}.json",
-        settings.temperature, settings.samples
-    ))
-}
-
-fn split_file(dir: &Path, split: &EvalSplit, settings: &EvalSettings) -> PathBuf {
-    dir.join("evals").join(format!(
-        "final-{}-t{}-m{}.json",
-        split.slug(),
-        settings.temperature,
-        settings.samples
-    ))
-}
-
-fn along_file(dir: &Path, step: u64, settings: &EvalSettings) -> PathBuf {
-    dir.join("evals").join(format!(
-        "step-{step:06}-t{}-m{}.json",
-        settings.temperature, settings.samples
-    ))
+/// Where a study keeps an evaluation of the run in `dir` (the names are `RunDir`'s).
+fn eval_file(dir: &Path, of: EvalOf<'_>, settings: &EvalSettings) -> PathBuf {
+    RunDir::at(dir).study_eval_path(of, settings.temperature, settings.samples)
 }
 
 fn stored(path: &Path, settings: &EvalSettings) -> Option<EvalReport> {
@@ -121,7 +101,7 @@ fn save(path: &Path, report: &EvalReport) -> TrainResult<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
     }
-    let json = serde_json::to_vec_pretty(report).map_err(|e| TrainError::io(path, e))?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| TrainError::file(path, e))?;
     write_atomic(path, &json).map_err(|e| TrainError::io(path, e))
 }
 
@@ -300,7 +280,7 @@ fn evaluate_all(
         let settings = settings_at(cfg, t);
         jobs.push((
             format!("T = {t}"),
-            eval_file(dir, &settings),
+            eval_file(dir, EvalOf::Final, &settings),
             settings,
             build_task(cfg)?,
         ));
@@ -308,7 +288,7 @@ fn evaluate_all(
     for split in splits {
         jobs.push((
             format!("split `{}`", split.name),
-            split_file(dir, split, &main),
+            eval_file(dir, EvalOf::FinalOnSplit(&split.slug()), &main),
             main.clone(),
             build_task(&split.config_for(cfg)?)?,
         ));
@@ -366,7 +346,7 @@ fn run_arm(
     if let Ok(existing) = std::fs::read_to_string(run.config_path())
         && !same_training(&existing)
     {
-        return Err(TrainError::io(
+        return Err(TrainError::file(
             run.config_path(),
             format!(
                 "this run was made with another config than arm `{}` at seed {seed} has now; rename the arm or move the directory away",
@@ -396,7 +376,7 @@ fn run_arm(
                         model,
                         tokenizer,
                     } if plan.eval.every > 0 && step < cfg.run.steps => {
-                        let path = along_file(dir, step, &main);
+                        let path = eval_file(dir, EvalOf::Step(step), &main);
                         if stored(&path, &main).is_some() || failure.is_some() {
                             return;
                         }
@@ -432,7 +412,7 @@ fn run_arm(
     )?;
     let mut along = vec![(0, base_eval.clone())];
     for step in along_steps(plan.eval.every, cfg.run.steps) {
-        if let Some(report) = stored(&along_file(dir, step, &main), &main) {
+        if let Some(report) = stored(&eval_file(dir, EvalOf::Step(step), &main), &main) {
             along.push((step, report));
         }
     }

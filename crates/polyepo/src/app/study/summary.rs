@@ -272,7 +272,7 @@ pub fn summarize(
                 Training {
                     reward: of(|m| m.reward_mean),
                     correct_strategies: of(|m| m.clusters_correct),
-                    entropy: of(|m| m.entropy),
+                    entropy: of(|m| m.update.entropy),
                     positive_incorrect: of(|m| m.positive_incorrect),
                     correct_advantage: of(|m| m.correct_advantage),
                 }

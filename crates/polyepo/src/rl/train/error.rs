@@ -1,5 +1,7 @@
 //! Errors of a training run.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Why a run stopped with an error.
@@ -36,22 +38,66 @@ pub enum TrainError {
         /// Its value.
         value: f64,
     },
-    /// A file of the run directory could not be read or written.
-    #[error("{path}: {message}")]
+    /// A step's rollout does not have the shape the algorithm needs (N samples per prompt).
+    #[error("rollout batch: {0}")]
+    Shape(String),
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its contents cannot be used (unparseable, corrupt, made with
+    /// another config), or a value could not be encoded for it.
+    #[error("{path}: {problem}")]
+    File {
         /// The file.
-        path: std::path::PathBuf,
-        /// What went wrong.
-        message: String,
+        path: PathBuf,
+        /// What is wrong with it, and the fix.
+        problem: String,
+    },
+    /// A run directory is not in the state the command needs (it already holds a run, has
+    /// not finished, has no usable checkpoint).
+    #[error("{path}: {problem}")]
+    RunState {
+        /// The run directory (or its checkpoints).
+        path: PathBuf,
+        /// What state it is in, and the fix.
+        problem: String,
+    },
+    /// The warm-up found no demonstrations to learn from.
+    #[error("warm-up: the task `{task}` yields no demonstrations")]
+    NoDemonstrations {
+        /// The task's name.
+        task: String,
     },
 }
 
 impl TrainError {
     /// An I/O error on `path`.
-    pub fn io(path: impl Into<std::path::PathBuf>, e: impl std::fmt::Display) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            message: e.to_string(),
+            source,
+        }
+    }
+
+    /// A problem with the contents of the file at `path`.
+    pub fn file(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.into(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// A run directory at `path` in the wrong state for the command.
+    pub fn run_state(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
+        Self::RunState {
+            path: path.into(),
+            problem: problem.to_string(),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::rollout::{Sample, StageSeconds};
+use super::rollout::{RolloutBatch, Sample, StageSeconds};
+use super::update::UpdateStats;
 
 /// JSON has no NaN or infinity: serde_json writes a non-finite value as `null`. Reading
 /// `null` back as NaN keeps every metrics line readable, so a run that went non-finite can
@@ -15,116 +16,72 @@ pub(crate) fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64,
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// Everything logged for one RL step.
+/// Everything logged for one RL step. Every number reads `null` back as NaN.
+#[serde_with::apply(f64 => #[serde(deserialize_with = "null_as_nan")])]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     /// Step number (1-based).
     pub step: u64,
     /// Mean reward over all generations.
-    #[serde(rename = "reward/mean", deserialize_with = "null_as_nan")]
+    #[serde(rename = "reward/mean")]
     pub reward_mean: f64,
     /// Fraction of prompts with at least one correct generation.
-    #[serde(
-        rename = "reward/prompt_success_rate",
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "reward/prompt_success_rate")]
     pub success_rate: f64,
     /// Distinct non-degenerate strategies per prompt.
-    #[serde(rename = "diversity/clusters_all", deserialize_with = "null_as_nan")]
+    #[serde(rename = "diversity/clusters_all")]
     pub clusters_all: f64,
     /// Distinct strategies among correct generations, per prompt.
-    #[serde(
-        rename = "diversity/clusters_correct",
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "diversity/clusters_correct")]
     pub clusters_correct: f64,
     /// Distinct strategies among incorrect generations, per prompt.
-    #[serde(
-        rename = "diversity/clusters_incorrect",
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "diversity/clusters_incorrect")]
     pub clusters_incorrect: f64,
     /// Degenerate generations per prompt.
-    #[serde(rename = "diversity/degenerate", deserialize_with = "null_as_nan")]
+    #[serde(rename = "diversity/degenerate")]
     pub degenerate: f64,
     /// Fraction of generations with a positive advantage.
-    #[serde(
-        rename = "advantage/positive_fraction",
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "advantage/positive_fraction")]
     pub positive_adv: f64,
     /// Fraction of incorrect generations (reward 0) with a positive advantage: how often
     /// the objective pays for a wrong answer because its strategy is new to the group.
-    #[serde(
-        rename = "advantage/positive_incorrect",
-        default,
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "advantage/positive_incorrect", default)]
     pub positive_incorrect: f64,
     /// Mean advantage of the correct generations: how much a right answer is paid.
-    #[serde(
-        rename = "advantage/correct_mean",
-        default,
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "advantage/correct_mean", default)]
     pub correct_advantage: f64,
     /// Mean response length in tokens.
-    #[serde(rename = "rollout/response_tokens", deserialize_with = "null_as_nan")]
+    #[serde(rename = "rollout/response_tokens")]
     pub response_len: f64,
     /// Mean prompt length in tokens (absent from runs made before it was logged).
-    #[serde(
-        rename = "rollout/prompt_tokens",
-        default,
-        deserialize_with = "null_as_nan"
-    )]
+    #[serde(rename = "rollout/prompt_tokens", default)]
     pub prompt_len: f64,
-    /// Policy-gradient loss.
-    #[serde(rename = "losses/policy_loss", deserialize_with = "null_as_nan")]
-    pub pg_loss: f64,
-    /// Fraction of clipped tokens.
-    #[serde(rename = "losses/clipfrac", deserialize_with = "null_as_nan")]
-    pub clipfrac: f64,
-    /// KL(π_old‖π) estimate.
-    #[serde(rename = "losses/approx_kl", deserialize_with = "null_as_nan")]
-    pub approx_kl: f64,
-    /// KL to the reference policy.
-    #[serde(rename = "losses/ref_kl", deserialize_with = "null_as_nan")]
-    pub ref_kl: f64,
-    /// Mean per-token entropy of the policy on its responses.
-    #[serde(rename = "losses/entropy", deserialize_with = "null_as_nan")]
-    pub entropy: f64,
-    /// Global gradient norm before clipping (mean over mini-batches).
-    #[serde(rename = "losses/grad_norm", deserialize_with = "null_as_nan")]
-    pub grad_norm: f64,
-    /// Learning rate of the last optimizer step.
-    #[serde(rename = "charts/learning_rate", deserialize_with = "null_as_nan")]
-    pub lr: f64,
+    /// The update's statistics (`losses/*`, `charts/learning_rate`, `time/pi_old`).
+    #[serde(flatten)]
+    pub update: UpdateStats,
     /// Generated tokens per second during sampling.
-    #[serde(rename = "perf/rollout_tokens_per_s", deserialize_with = "null_as_nan")]
+    #[serde(rename = "perf/rollout_tokens_per_s")]
     pub tokens_per_s: f64,
     /// Seconds sampling.
-    #[serde(rename = "time/rollout", deserialize_with = "null_as_nan")]
+    #[serde(rename = "time/rollout")]
     pub time_rollout: f64,
     /// Seconds rewarding and labelling.
-    #[serde(rename = "time/judge", deserialize_with = "null_as_nan")]
+    #[serde(rename = "time/judge")]
     pub time_judge: f64,
     /// Seconds computing advantages.
-    #[serde(rename = "time/advantage", deserialize_with = "null_as_nan")]
+    #[serde(rename = "time/advantage")]
     pub time_advantage: f64,
     /// Seconds updating the policy (π_old included).
-    #[serde(rename = "time/update", deserialize_with = "null_as_nan")]
+    #[serde(rename = "time/update")]
     pub time_update: f64,
-    /// Seconds of the update spent computing π_old (and π_ref) before the first step.
-    #[serde(rename = "time/pi_old", default, deserialize_with = "null_as_nan")]
-    pub time_pi_old: f64,
     /// LM judge requests this step (retries included; 0 with the task's labeler).
-    #[serde(rename = "judge/calls", default, deserialize_with = "null_as_nan")]
+    #[serde(rename = "judge/calls", default)]
     pub judge_calls: f64,
     /// LM judge retries this step.
-    #[serde(rename = "judge/retries", default, deserialize_with = "null_as_nan")]
+    #[serde(rename = "judge/retries", default)]
     pub judge_retries: f64,
     /// Groups the LM judge failed to label this step (all reasons).
-    #[serde(rename = "judge/failures", default, deserialize_with = "null_as_nan")]
+    #[serde(rename = "judge/failures", default)]
     pub judge_failures: f64,
     /// Failures by reason this step (`timeout`, `connection`, `http-503`, `invalid-reply`, ...).
     #[serde(
@@ -134,19 +91,20 @@ pub struct StepMetrics {
     )]
     pub judge_failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Seconds spent waiting for the LM judge this step.
-    #[serde(rename = "judge/latency_s", default, deserialize_with = "null_as_nan")]
+    #[serde(rename = "judge/latency_s", default)]
     pub judge_latency: f64,
 }
 
 impl StepMetrics {
-    /// Fills the rollout statistics from one step's samples (groups of `n`).
-    pub fn from_samples(step: u64, samples: &[Sample], n: usize, times: StageSeconds) -> Self {
-        let groups = (samples.len() / n.max(1)).max(1) as f64;
+    /// Fills the rollout statistics from one step's rollout.
+    pub fn from_batch(step: u64, batch: &RolloutBatch, times: StageSeconds) -> Self {
+        let groups = batch.groups().len().max(1) as f64;
         let mut m = StepMetrics {
             step,
             ..Default::default()
         };
-        for group in samples.chunks(n) {
+        for group in batch.groups() {
+            let group = group.samples();
             let distinct = |keep: &dyn Fn(&Sample) -> bool| {
                 group
                     .iter()
@@ -172,11 +130,12 @@ impl StepMetrics {
         m.clusters_incorrect /= groups;
         m.degenerate /= groups;
         m.success_rate /= groups;
+        let samples: Vec<&Sample> = batch.samples().collect();
         let count = samples.len().max(1) as f64;
         m.reward_mean = samples.iter().map(|s| s.reward).sum::<f64>() / count;
         m.positive_adv = samples.iter().filter(|s| s.advantage > 0.0).count() as f64 / count;
         let (correct, incorrect): (Vec<&Sample>, Vec<&Sample>) =
-            samples.iter().partition(|s| s.reward > 0.0);
+            samples.iter().copied().partition(|s| s.reward > 0.0);
         m.positive_incorrect = incorrect.iter().filter(|s| s.advantage > 0.0).count() as f64
             / incorrect.len().max(1) as f64;
         m.correct_advantage =
@@ -233,7 +192,10 @@ impl StepMetrics {
             time_judge: 0.0,
             time_advantage: 0.0,
             time_update: 0.0,
-            time_pi_old: 0.0,
+            update: UpdateStats {
+                pi_old_s: 0.0,
+                ..self.update
+            },
             judge_latency: 0.0,
             ..self.clone()
         }

@@ -191,7 +191,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
         let prompts = step_prompts(task.as_ref(), cfg, step);
         let seed = cfg.run.seed.wrapping_mul(1_000_003).wrapping_add(step);
         let judge_before = judge.and_then(|j| j.stats()).unwrap_or_default();
-        let (samples, times) = rollout::collect(
+        let (batch, times) = rollout::collect(
             &policy,
             task.as_ref(),
             judge,
@@ -219,18 +219,14 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions<'_>) -> Train
 
         // Policy update.
         let start = std::time::Instant::now();
-        let stats = update::ppo_update(&policy, &mut opt, &samples, &update_settings, step + 1)?;
+        let stats = update::ppo_update(&policy, &mut opt, &batch, &update_settings, step + 1)?;
         step += 1;
 
         // Log.
-        let mut m =
-            StepMetrics::from_samples(step, &samples, cfg.rollout.samples_per_prompt, times);
+        let mut m = StepMetrics::from_batch(step, &batch, times);
         m.time_update = start.elapsed().as_secs_f64();
         m.set_judge(&judge_before, &judge_after);
-        (m.pg_loss, m.clipfrac, m.approx_kl, m.ref_kl) =
-            (stats.pg_loss, stats.clipfrac, stats.approx_kl, stats.ref_kl);
-        (m.entropy, m.grad_norm, m.lr) = (stats.entropy, stats.grad_norm, stats.lr);
-        m.time_pi_old = stats.pi_old_s;
+        m.update = stats;
         run.append_metrics(&m)?;
         events
             .scalars(step, &m.scalars())

@@ -7,6 +7,9 @@
 //! runs/<name>/checkpoints/latest      name of the newest complete checkpoint
 //! runs/<name>/final/                  the trained model in Hugging Face layout
 //! runs/<name>/eval.json               the latest held-out evaluation (`polyepo eval`)
+//! runs/<name>/evals/final-t0.4-m64.json          a study's evaluations (final policy, final
+//! runs/<name>/evals/final-<split>-t0.4-m64.json  policy on a further split, a checkpoint),
+//! runs/<name>/evals/step-000050-t0.4-m64.json    named by temperature and samples per prompt
 //! ```
 //!
 //! [`RunDir`] is the only code that knows these names: the trainer, `eval`, `serve` and
@@ -65,6 +68,17 @@ fn first_non_finite(policy: &Policy) -> TrainResult<Option<(String, f64)>> {
     Ok(None)
 }
 
+/// Which policy of a run a study evaluated, and on which prompts.
+#[derive(Debug, Clone, Copy)]
+pub enum EvalOf<'a> {
+    /// The final policy on the task's held-out prompts.
+    Final,
+    /// The final policy on a further split (its file-name slug).
+    FinalOnSplit(&'a str),
+    /// The checkpoint after this many steps, on the held-out prompts.
+    Step(u64),
+}
+
 /// A run's directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -86,7 +100,7 @@ impl RunDir {
             run.final_model(),
         ];
         if !resume && earlier.iter().any(|p| p.exists()) {
-            return Err(TrainError::io(
+            return Err(TrainError::run_state(
                 root,
                 "already holds a run: pass `--resume` to continue it, or choose another `--out` / run.name",
             ));
@@ -139,7 +153,7 @@ impl RunDir {
         if self.is_finished() {
             Ok(self.final_model())
         } else {
-            Err(TrainError::io(
+            Err(TrainError::run_state(
                 &self.root,
                 "is a run that has not finished (no final/ model): resume it with `polyepo train --resume`",
             ))
@@ -149,6 +163,20 @@ impl RunDir {
     /// Where `polyepo eval` writes this run's evaluation.
     pub fn eval_path(&self) -> PathBuf {
         self.root.join("eval.json")
+    }
+
+    /// Where a study keeps an evaluation of this run at `temperature` with `samples` per
+    /// prompt: named by its settings, so studies that evaluate the same run differently keep
+    /// each other's results.
+    pub fn study_eval_path(&self, of: EvalOf<'_>, temperature: f64, samples: usize) -> PathBuf {
+        let what = match of {
+            EvalOf::Final => "final".to_owned(),
+            EvalOf::FinalOnSplit(split) => format!("final-{split}"),
+            EvalOf::Step(step) => format!("step-{step:06}"),
+        };
+        self.root
+            .join("evals")
+            .join(format!("{what}-t{temperature}-m{samples}.json"))
     }
 
     /// The per-step metrics file.
@@ -234,7 +262,7 @@ impl RunDir {
             optimizer_steps: opt.steps_taken(),
             checksums,
         };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::io(&tmp, e))?;
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::file(&tmp, e))?;
         write_atomic(&tmp.join("state.json"), &json).map_err(|e| TrainError::io(&tmp, e))?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
@@ -275,7 +303,7 @@ impl RunDir {
     ) -> TrainResult<u64> {
         let candidates = self.checkpoint_candidates();
         if candidates.is_empty() {
-            return Err(TrainError::io(
+            return Err(TrainError::run_state(
                 self.checkpoints(),
                 "no checkpoint to resume from (the run stopped before its first checkpoint): start it again without --resume in a new directory",
             ));
@@ -294,7 +322,7 @@ impl RunDir {
                 }
             }
         }
-        Err(TrainError::io(
+        Err(TrainError::run_state(
             self.checkpoints(),
             format!(
                 "no valid checkpoint to resume from: {}",
@@ -308,12 +336,12 @@ impl RunDir {
         let text =
             std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
         let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| TrainError::io(&state_path, e))?;
+            serde_json::from_str(&text).map_err(|e| TrainError::file(&state_path, e))?;
         for (file, expected) in &state.checksums {
             let path = dir.join(file);
             let found = checksum(&path)?;
             if found != *expected {
-                return Err(TrainError::io(
+                return Err(TrainError::file(
                     &path,
                     format!(
                         "checksum {found:08x} differs from {expected:08x} recorded when it was written: the file is corrupt"
@@ -347,7 +375,7 @@ impl RunDir {
         for (i, line) in text.lines().enumerate() {
             // A line that does not parse is an error, never silently dropped data.
             let m: StepMetrics = serde_json::from_str(line).map_err(|e| {
-                TrainError::io(
+                TrainError::file(
                     &path,
                     format!("line {}: {e}; fix or remove that line", i + 1),
                 )
@@ -363,7 +391,7 @@ impl RunDir {
     /// Appends one step's metrics.
     pub fn append_metrics(&self, m: &StepMetrics) -> TrainResult<()> {
         let path = self.metrics_path();
-        let line = serde_json::to_string(m).map_err(|e| TrainError::io(&path, e))?;
+        let line = serde_json::to_string(m).map_err(|e| TrainError::file(&path, e))?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -392,7 +420,7 @@ pub fn read_metrics(root: &Path) -> TrainResult<Vec<StepMetrics>> {
         .enumerate()
         .map(|(i, l)| {
             serde_json::from_str(l)
-                .map_err(|e| TrainError::io(&path, format!("line {}: {e}", i + 1)))
+                .map_err(|e| TrainError::file(&path, format!("line {}: {e}", i + 1)))
         })
         .collect()
 }

@@ -2,10 +2,11 @@
 //! AdamW step on the clipped surrogate with the generations' advantages.
 
 use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::error::{TrainError, TrainResult};
 use super::policy::Policy;
-use super::rollout::Sample;
+use super::rollout::{RolloutBatch, Sample, SampleGroup};
 use super::sequences::response_log_probs;
 use crate::rl::config::{OptimSection, TrainConfig};
 use crate::rl::loss::{Aggregation, LossConfig, LossInputs, ppo_loss};
@@ -14,34 +15,73 @@ use polyepo_engine::model::NamedVar;
 use polyepo_engine::model::logprobs::token_entropy;
 use polyepo_engine::optim::{AdamW, grad_norm};
 
-/// Averages over the step's optimizer steps.
-#[derive(Debug, Clone, Copy, Default)]
+/// The update's statistics, averaged over the step's optimizer steps and logged as they
+/// are in `metrics.jsonl` (flattened into [`super::StepMetrics`]): a new statistic is one
+/// field here and its line in [`UpdateStats::add`].
+#[serde_with::apply(f64 => #[serde(deserialize_with = "super::metrics::null_as_nan")])]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStats {
     /// Policy-gradient loss.
+    #[serde(rename = "losses/policy_loss")]
     pub pg_loss: f64,
     /// Clipped-token fraction.
+    #[serde(rename = "losses/clipfrac")]
     pub clipfrac: f64,
     /// KL(π_old‖π) estimate (over the tokens the update was computed on: see
     /// [`UpdateSettings::skip_zero_advantage`]; the same for `clipfrac`, `ref_kl`, `entropy`).
+    #[serde(rename = "losses/approx_kl")]
     pub approx_kl: f64,
     /// KL to the reference.
+    #[serde(rename = "losses/ref_kl")]
     pub ref_kl: f64,
-    /// Mean token entropy.
+    /// Mean token entropy of the policy on its responses.
+    #[serde(rename = "losses/entropy")]
     pub entropy: f64,
-    /// Gradient norm before clipping.
+    /// Global gradient norm before clipping.
+    #[serde(rename = "losses/grad_norm")]
     pub grad_norm: f64,
     /// Learning rate of the last step.
+    #[serde(rename = "charts/learning_rate")]
     pub lr: f64,
-    /// Seconds computing π_old (and π_ref) before the first optimizer step.
+    /// Seconds computing π_old (and π_ref) before the first optimizer step (absent from
+    /// runs made before it was logged).
+    #[serde(rename = "time/pi_old", default)]
     pub pi_old_s: f64,
+}
+
+impl UpdateStats {
+    /// Adds one optimizer step's statistics: the loss and the gradient norm over every
+    /// step, the token statistics over the steps that computed any sequence (`measured`).
+    fn add(&mut self, s: &UpdateStats, measured: bool) {
+        self.pg_loss += s.pg_loss;
+        self.grad_norm += s.grad_norm;
+        self.lr = s.lr;
+        if measured {
+            self.clipfrac += s.clipfrac;
+            self.approx_kl += s.approx_kl;
+            self.ref_kl += s.ref_kl;
+            self.entropy += s.entropy;
+        }
+    }
+
+    /// Turns the sums of [`UpdateStats::add`] into means over `steps` optimizer steps, of
+    /// which `measured` computed any sequence.
+    fn mean(mut self, steps: f64, measured: f64) -> Self {
+        let measured = measured.max(1.0);
+        self.pg_loss /= steps;
+        self.grad_norm /= steps;
+        self.clipfrac /= measured;
+        self.approx_kl /= measured;
+        self.ref_kl /= measured;
+        self.entropy /= measured;
+        self
+    }
 }
 
 /// What the update reads from the configuration: the loss, the optimizer schedule, and the
 /// rollout settings that shaped the samples.
 #[derive(Debug, Clone, Copy)]
 pub struct UpdateSettings<'a> {
-    /// Generations per prompt N (mini-batches hold whole groups).
-    pub group_size: usize,
     /// Sampling temperature, applied to the training log-probs as it was when sampling.
     pub temperature: f64,
     /// Longest response (the `seq-mean-token-sum-norm` divisor).
@@ -64,7 +104,6 @@ impl<'a> UpdateSettings<'a> {
     /// The update settings of `cfg`.
     pub fn of(cfg: &'a TrainConfig) -> Self {
         Self {
-            group_size: cfg.rollout.samples_per_prompt,
             temperature: cfg.rollout.temperature,
             max_response_len: cfg.rollout.max_new_tokens,
             loss: &cfg.loss,
@@ -74,17 +113,17 @@ impl<'a> UpdateSettings<'a> {
     }
 }
 
-/// Runs the configured PPO epochs over `samples` (grouped by prompt, N per group) at RL
-/// step `step` (1-based, for errors): plan the mini-batches, score π_old (and π_ref) before
-/// the weights move, then one AdamW step per mini-batch and epoch.
+/// Runs the configured PPO epochs over a step's rollout at RL step `step` (1-based, for
+/// errors): plan the mini-batches, score π_old (and π_ref) before the weights move, then
+/// one AdamW step per mini-batch and epoch.
 pub fn ppo_update(
     policy: &Policy,
     opt: &mut AdamW,
-    samples: &[Sample],
+    batch: &RolloutBatch,
     settings: &UpdateSettings<'_>,
     step: u64,
 ) -> TrainResult<UpdateStats> {
-    let plans = plan_minibatches(samples, settings);
+    let plans = plan_minibatches(batch, settings);
     let start = std::time::Instant::now();
     let mut scored = score_before_update(policy, &plans, settings.temperature)?;
     let mut stats = UpdateStats {
@@ -96,42 +135,34 @@ pub fn ppo_update(
     for _epoch in 0..settings.optim.ppo_epochs {
         for (plan, before) in plans.iter().zip(&mut scored) {
             let s = minibatch_step(policy, opt, plan, before, settings, step)?;
-            stats.pg_loss += s.pg_loss;
-            stats.grad_norm += s.grad_norm;
-            stats.lr = s.lr;
+            stats.add(&s, !plan.active.is_empty());
             count += 1.0;
-            if !plan.active.is_empty() {
-                stats.clipfrac += s.clipfrac;
-                stats.approx_kl += s.approx_kl;
-                stats.ref_kl += s.ref_kl;
-                stats.entropy += s.entropy;
-                measured += 1.0;
-            }
+            measured += f64::from(u8::from(!plan.active.is_empty()));
         }
     }
-    for v in [&mut stats.pg_loss, &mut stats.grad_norm] {
-        *v /= count;
-    }
-    for v in [
-        &mut stats.clipfrac,
-        &mut stats.approx_kl,
-        &mut stats.ref_kl,
-        &mut stats.entropy,
-    ] {
-        *v /= f64::max(measured, 1.0);
-    }
-    Ok(stats)
+    Ok(stats.mean(count, measured))
 }
 
-/// One optimizer step's sequences: the whole mini-batch (whose sizes normalise the loss)
-/// and the sequences computed (all, or those with a non-zero advantage) in micro-batches.
+/// One optimizer step's sequences: the whole mini-batch's groups (whose sizes normalise the
+/// loss) and the sequences computed (all, or those with a non-zero advantage) in
+/// micro-batches.
 struct MinibatchPlan<'s> {
-    all: &'s [Sample],
+    groups: &'s [SampleGroup],
     active: Vec<&'s Sample>,
     micro_batch: usize,
 }
 
 impl<'s> MinibatchPlan<'s> {
+    /// Every sequence of the mini-batch, computed or not.
+    fn all(&self) -> impl Iterator<Item = &'s Sample> {
+        self.groups.iter().flat_map(|g| g.samples())
+    }
+
+    /// The number of sequences of the mini-batch.
+    fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.samples().len()).sum()
+    }
+
     /// The computed sequences, one forward and backward pass per slice.
     fn micro_batches(&self) -> impl Iterator<Item = &[&'s Sample]> {
         self.active.chunks(self.micro_batch.max(1))
@@ -140,16 +171,21 @@ impl<'s> MinibatchPlan<'s> {
 
 /// Mini-batches of whole prompt groups, `optim.minibatches` of them.
 fn plan_minibatches<'s>(
-    samples: &'s [Sample],
+    batch: &'s RolloutBatch,
     settings: &UpdateSettings<'_>,
 ) -> Vec<MinibatchPlan<'s>> {
-    let groups = samples.len() / settings.group_size;
-    let per_minibatch = groups.div_ceil(settings.optim.minibatches) * settings.group_size;
-    samples
+    let per_minibatch = batch
+        .groups()
+        .len()
+        .div_ceil(settings.optim.minibatches)
+        .max(1);
+    batch
+        .groups()
         .chunks(per_minibatch)
-        .map(|all| {
-            let active: Vec<&Sample> = all
+        .map(|groups| {
+            let active: Vec<&Sample> = groups
                 .iter()
+                .flat_map(|g| g.samples())
                 .filter(|s| !settings.skip_zero_advantage || s.advantage != 0.0)
                 .collect();
             let micro_batch = match settings.optim.micro_batch {
@@ -157,7 +193,7 @@ fn plan_minibatches<'s>(
                 m => m,
             };
             MinibatchPlan {
-                all,
+                groups,
                 active,
                 micro_batch,
             }
@@ -236,9 +272,9 @@ fn minibatch_step(
     let pad = policy.tokenizer.pad_id;
     // The normaliser counts every sequence, skipped or not: the same loss as computing all
     // of them.
-    let mb_tokens = response_tokens(plan.all.iter()).max(1) as f64;
+    let mb_tokens = response_tokens(plan.all()).max(1) as f64;
     let active_tokens = response_tokens(plan.active.iter().copied()).max(1) as f64;
-    let active_share = plan.active.len().max(1) as f64 / plan.all.len() as f64;
+    let active_share = plan.active.len().max(1) as f64 / plan.len() as f64;
     let mut grads: Option<GradStore> = None;
     let mut stats = UpdateStats::default();
     let mut entropy_sum = 0.0;
@@ -273,7 +309,7 @@ fn minibatch_step(
         let stat_share = chunk_tokens / active_tokens;
         let share = match loss.aggregation {
             Aggregation::TokenMean => token_share,
-            _ => chunk.len() as f64 / plan.all.len() as f64,
+            _ => chunk.len() as f64 / plan.len() as f64,
         };
         let weighted = if share == 1.0 {
             out.loss

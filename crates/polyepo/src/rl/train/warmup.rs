@@ -108,10 +108,9 @@ fn train_base(
         while prompts.len() < cfg.warmup.batch {
             attempts += 1;
             if attempts > 100 * cfg.warmup.batch {
-                return Err(TrainError::io(
-                    "warm-up",
-                    format!("the task `{}` yields no demonstrations", task.name()),
-                ));
+                return Err(TrainError::NoDemonstrations {
+                    task: task.name().to_owned(),
+                });
             }
             let Some(p) = task.train_prompts().choose(&mut rng) else {
                 break;
