@@ -16,6 +16,11 @@ fn show(i: &Interval) -> String {
     i.show(3)
 }
 
+/// An interval of small figures (gradient norms, KL), in scientific notation.
+fn show_small(i: &Interval) -> String {
+    format!("{:.2e} [{:.2e}, {:.2e}]", i.mean, i.lo, i.hi)
+}
+
 fn show_paired(p: &Paired) -> String {
     format!("{:+.3} [{:+.3}, {:+.3}]", p.diff.mean, p.diff.lo, p.diff.hi)
 }
@@ -50,6 +55,59 @@ fn training_series(
     }
 }
 
+/// A Markdown table, built row by row.
+struct Table {
+    text: String,
+}
+
+impl Table {
+    /// A table with these column headers.
+    fn new<S: AsRef<str>>(header: impl IntoIterator<Item = S>) -> Self {
+        let mut table = Self {
+            text: String::new(),
+        };
+        let columns = table.row(header);
+        table.text.push('|');
+        table.text.push_str(&"---|".repeat(columns));
+        table.text.push('\n');
+        table
+    }
+
+    /// Appends a row; returns its number of cells.
+    fn row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) -> usize {
+        let mut count = 0;
+        self.text.push('|');
+        for cell in cells {
+            self.text.push(' ');
+            self.text.push_str(cell.as_ref());
+            self.text.push_str(" |");
+            count += 1;
+        }
+        self.text.push('\n');
+        count
+    }
+
+    /// The table's Markdown.
+    fn render(self) -> String {
+        self.text
+    }
+}
+
+/// `pass@k` for every k of the study, then `rest`: a header.
+fn pass_header(ks: &[usize], rest: &[&str]) -> Vec<String> {
+    std::iter::once("row".to_owned())
+        .chain(ks.iter().map(|k| format!("pass@{k}")))
+        .chain(rest.iter().map(|r| (*r).to_owned()))
+        .collect()
+}
+
+/// The cells of `h`'s pass@k for every k of the study (`—` where k exceeds M).
+fn pass_cells(ks: &[usize], h: &super::summary::HeldOut) -> Vec<String> {
+    ks.iter()
+        .map(|k| h.at(*k).map_or("—".into(), |i| show(&i)))
+        .collect()
+}
+
 /// Writes the report of `runs` into `out`; returns the files written.
 pub fn write_report(
     plan: &StudyPlan,
@@ -58,8 +116,35 @@ pub fn write_report(
     out: &Path,
 ) -> TrainResult<Vec<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let mut md = [
+        setup(plan, runs, summary),
+        held_out(summary),
+        paired(summary),
+        discovery(summary),
+        splits(summary),
+        training(summary),
+        temperature_sweep(runs, summary),
+        branching(summary),
+    ]
+    .concat();
     let mut files = Vec::new();
-    let chart_err = |e: String| TrainError::file(out, e);
+    md.push_str("\n## Charts\n\n");
+    for (stem, chart) in &charts(plan, runs, summary) {
+        files.extend(save_chart(&out.join(stem), chart).map_err(|e| TrainError::file(out, e))?);
+        md.push_str(&format!("![{stem}]({stem}.svg)\n\n"));
+    }
+    let readme = out.join("README.md");
+    write(&readme, md.as_bytes())?;
+    files.push(readme);
+    let json_path = out.join("summary.json");
+    let json = serde_json::to_vec_pretty(summary).map_err(|e| TrainError::file(&json_path, e))?;
+    write(&json_path, &json)?;
+    files.push(json_path);
+    Ok(files)
+}
+
+/// Title, question, command, setup and the rows' overrides.
+fn setup(plan: &StudyPlan, runs: &StudyRuns, summary: &StudySummary) -> String {
     let m = summary.samples;
     let seeds = plan
         .seeds
@@ -93,200 +178,269 @@ pub fn write_report(
             format!(" with `{}`", plan.set.join("`, `"))
         }
     ));
-    md.push_str(
-        "| row | overrides |\n|---|---|\n| base | the starting policy, not trained further |\n",
-    );
+    let mut table = Table::new(["row", "overrides"]);
+    table.row(["base", "the starting policy, not trained further"]);
     for arm in &plan.arms {
-        md.push_str(&format!(
-            "| {} | {} |\n",
-            arm.name,
-            if arm.set.is_empty() {
-                "(none)".into()
-            } else {
-                format!("`{}`", arm.set.join("`, `"))
-            }
-        ));
+        let overrides = if arm.set.is_empty() {
+            "(none)".into()
+        } else {
+            format!("`{}`", arm.set.join("`, `"))
+        };
+        table.row([arm.name.as_str(), &overrides]);
     }
+    md.push_str(&table.render());
     md.push_str(
         "\nEvery figure is the estimate on all seeds and prompts with a 95% bootstrap interval in brackets (seeds and held-out prompts resampled, crossed). Rewards are 0 or 1, so mean reward equals pass@1.\n\n",
     );
+    md
+}
 
-    // Held-out table.
-    md.push_str("## Held-out pass@k and correct strategies\n\n| row |");
-    for k in &summary.ks {
-        md.push_str(&format!(" pass@{k} |"));
-    }
-    md.push_str(" correct strategies / prompt | correct strategies / solved prompt |\n|---|");
-    md.push_str(&"---|".repeat(summary.ks.len() + 2));
-    md.push('\n');
+/// The main held-out table.
+fn held_out(summary: &StudySummary) -> String {
+    let mut table = Table::new(pass_header(
+        &summary.ks,
+        &[
+            "correct strategies / prompt",
+            "correct strategies / solved prompt",
+        ],
+    ));
     for row in &summary.rows {
         let h = &row.held_out[0];
-        md.push_str(&format!("| {} |", row.name));
-        for k in &summary.ks {
-            let cell = h.at(*k).map_or("—".into(), |i| show(&i));
-            md.push_str(&format!(" {cell} |"));
-        }
-        md.push_str(&format!(
-            " {} | {} |\n",
-            show(&h.correct_strategies),
-            show(&h.strategies_per_solved)
-        ));
+        let mut cells = vec![row.name.clone()];
+        cells.extend(pass_cells(&summary.ks, h));
+        cells.push(show(&h.correct_strategies));
+        cells.push(show(&h.strategies_per_solved));
+        table.row(cells);
     }
+    format!(
+        "## Held-out pass@k and correct strategies\n\n{}",
+        table.render()
+    )
+}
 
-    // Paired tests.
-    if let Some(first) = summary.paired.first() {
-        md.push_str(&format!(
-            "\n## Paired differences with `{}`\n\nRow minus `{}` on the same seeds and prompts (bootstrap interval), the seeds on which the row is ahead on pass@{m}, and the two-sided p-value of an exact sign-flip test on the per-seed differences of pass@{m} (with S seeds the smallest possible p is 2/2^S).\n\n| row | Δ pass@1 | Δ pass@{m} | Δ correct strategies / prompt | Δ pass@{m}, prompts needing an unseen step | ahead on pass@{m} | p (pass@1) | p (pass@{m}) |\n|---|---|---|---|---|---|---|---|\n",
-            first.reference, first.reference
-        ));
-        for p in &summary.paired {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {}/{} | {:.3} | {:.3} |\n",
-                p.name,
-                show_paired(&p.pass_at_1),
-                show_paired(&p.pass_at_max),
-                show_paired(&p.correct_strategies),
-                p.unseen_pass_at_max
-                    .as_ref()
-                    .map_or("—".into(), show_paired),
-                p.pass_at_max.wins,
-                p.pass_at_max.seeds,
-                p.pass_at_1.p,
-                p.pass_at_max.p
-            ));
+/// Paired differences with the reference row.
+fn paired(summary: &StudySummary) -> String {
+    let m = summary.samples;
+    let Some(first) = summary.paired.first() else {
+        return String::new();
+    };
+    let mut table = Table::new([
+        "row".to_owned(),
+        "Δ pass@1".into(),
+        format!("Δ pass@{m}"),
+        "Δ correct strategies / prompt".into(),
+        format!("Δ pass@{m}, prompts needing an unseen step"),
+        format!("ahead on pass@{m}"),
+        "p (pass@1)".into(),
+        format!("p (pass@{m})"),
+    ]);
+    for p in &summary.paired {
+        table.row([
+            p.name.clone(),
+            show_paired(&p.pass_at_1),
+            show_paired(&p.pass_at_max),
+            show_paired(&p.correct_strategies),
+            p.unseen_pass_at_max
+                .as_ref()
+                .map_or("—".into(), show_paired),
+            format!("{}/{}", p.pass_at_max.wins, p.pass_at_max.seeds),
+            format!("{:.3}", p.pass_at_1.p),
+            format!("{:.3}", p.pass_at_max.p),
+        ]);
+    }
+    format!(
+        "\n## Paired differences with `{}`\n\nRow minus `{}` on the same seeds and prompts (bootstrap interval), the seeds on which the row is ahead on pass@{m}, and the two-sided p-value of an exact sign-flip test on the per-seed differences of pass@{m} (with S seeds the smallest possible p is 2/2^S).\n\n{}",
+        first.reference,
+        first.reference,
+        table.render()
+    )
+}
+
+/// The held-out prompts that need a step never allowed in training, against the rest.
+fn discovery(summary: &StudySummary) -> String {
+    let m = summary.samples;
+    let Some(d) = summary.rows.iter().find_map(|r| r.discovery.as_ref()) else {
+        return String::new();
+    };
+    let mut table = Table::new([
+        "row".to_owned(),
+        "needs unseen: pass@1".into(),
+        format!("needs unseen: pass@{m}"),
+        "seen-solvable: pass@1".into(),
+        format!("seen-solvable: pass@{m}"),
+        "correct answers with an unseen step / prompt".into(),
+        "share of correct answers with an unseen step".into(),
+    ]);
+    for row in &summary.rows {
+        if let Some(d) = &row.discovery {
+            table.row([
+                row.name.clone(),
+                show(&d.unseen.0),
+                show(&d.unseen.1),
+                show(&d.seen.0),
+                show(&d.seen.1),
+                show(&d.unseen_correct_per_prompt),
+                show(&d.unseen_share_of_correct),
+            ]);
         }
     }
+    format!(
+        "\n## Discovery split\n\nOf the {} held-out prompts, {} can only be solved with a step never allowed in training (\"needs unseen\") and {} can be solved with steps seen in training (\"seen-solvable\"). The last two columns count correct answers that use an unseen step.\n\n{}",
+        d.unseen_prompts + d.seen_prompts,
+        d.unseen_prompts,
+        d.seen_prompts,
+        table.render()
+    )
+}
 
-    // Discovery split.
-    if let Some(d) = summary.rows.iter().find_map(|r| r.discovery.as_ref()) {
-        md.push_str(&format!(
-            "\n## Discovery split\n\nOf the {} held-out prompts, {} can only be solved with a step never allowed in training (\"needs unseen\") and {} can be solved with steps seen in training (\"seen-solvable\"). The last two columns count correct answers that use an unseen step.\n\n| row | needs unseen: pass@1 | needs unseen: pass@{m} | seen-solvable: pass@1 | seen-solvable: pass@{m} | correct answers with an unseen step / prompt | share of correct answers with an unseen step |\n|---|---|---|---|---|---|---|\n",
-            d.unseen_prompts + d.seen_prompts,
-            d.unseen_prompts,
-            d.seen_prompts
-        ));
-        for row in &summary.rows {
-            if let Some(d) = &row.discovery {
-                md.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {} |\n",
-                    row.name,
-                    show(&d.unseen.0),
-                    show(&d.unseen.1),
-                    show(&d.seen.0),
-                    show(&d.seen.1),
-                    show(&d.unseen_correct_per_prompt),
-                    show(&d.unseen_share_of_correct)
-                ));
-            }
-        }
-    }
-
-    // Further held-out splits.
+/// One section per further held-out split: its table and its paired differences.
+fn splits(summary: &StudySummary) -> String {
+    let m = summary.samples;
+    let mut md = String::new();
     for split in &summary.splits {
+        let mut table = Table::new(pass_header(
+            &summary.ks,
+            &[
+                "correct strategies / prompt",
+                &format!("needs unseen: pass@{m}"),
+            ],
+        ));
+        for (name, h, d) in &split.rows {
+            let mut cells = vec![name.clone()];
+            cells.extend(pass_cells(&summary.ks, h));
+            cells.push(show(&h.correct_strategies));
+            cells.push(d.as_ref().map_or("—".into(), |d| show(&d.unseen.1)));
+            table.row(cells);
+        }
         md.push_str(&format!(
-            "\n## Held-out split `{}`\n\nThe same final policies on {} other held-out prompts (`{}`), at the main temperature.\n\n| row |",
+            "\n## Held-out split `{}`\n\nThe same final policies on {} other held-out prompts (`{}`), at the main temperature.\n\n{}",
             split.name,
             split.prompts,
-            split.set.join("`, `")
+            split.set.join("`, `"),
+            table.render()
         ));
-        for k in &summary.ks {
-            md.push_str(&format!(" pass@{k} |"));
-        }
-        md.push_str(" correct strategies / prompt | needs unseen: pass@{m} |\n|---|");
-        md.push_str(&"---|".repeat(summary.ks.len() + 2));
-        md.push('\n');
-        for (name, h, d) in &split.rows {
-            md.push_str(&format!("| {name} |"));
-            for k in &summary.ks {
-                let cell = h.at(*k).map_or("—".into(), |i| show(&i));
-                md.push_str(&format!(" {cell} |"));
-            }
-            md.push_str(&format!(
-                " {} | {} |\n",
-                show(&h.correct_strategies),
-                d.as_ref().map_or("—".into(), |d| show(&d.unseen.1))
-            ));
-        }
         if let Some(first) = split.paired.first() {
-            md.push_str(&format!(
-                "\nRow minus `{}` on this split (bootstrap interval; p: exact sign-flip test over seeds).\n\n| row | Δ pass@1 | Δ pass@{m} | Δ correct strategies / prompt | ahead on pass@{m} | p (pass@1) | p (pass@{m}) |\n|---|---|---|---|---|---|---|\n",
-                first.reference
-            ));
+            let mut table = Table::new([
+                "row".to_owned(),
+                "Δ pass@1".into(),
+                format!("Δ pass@{m}"),
+                "Δ correct strategies / prompt".into(),
+                format!("ahead on pass@{m}"),
+                "p (pass@1)".into(),
+                format!("p (pass@{m})"),
+            ]);
             for p in &split.paired {
-                md.push_str(&format!(
-                    "| {} | {} | {} | {} | {}/{} | {:.3} | {:.3} |\n",
-                    p.name,
+                table.row([
+                    p.name.clone(),
                     show_paired(&p.pass_at_1),
                     show_paired(&p.pass_at_max),
                     show_paired(&p.correct_strategies),
-                    p.pass_at_max.wins,
-                    p.pass_at_max.seeds,
-                    p.pass_at_1.p,
-                    p.pass_at_max.p
-                ));
+                    format!("{}/{}", p.pass_at_max.wins, p.pass_at_max.seeds),
+                    format!("{:.3}", p.pass_at_1.p),
+                    format!("{:.3}", p.pass_at_max.p),
+                ]);
             }
+            md.push_str(&format!(
+                "\nRow minus `{}` on this split (bootstrap interval; p: exact sign-flip test over seeds).\n\n{}",
+                first.reference,
+                table.render()
+            ));
         }
     }
+    md
+}
 
-    // Training.
-    md.push_str(&format!(
-        "\n## Training (mean of the last {LAST_STEPS} steps; interval over seeds)\n\n| row | reward | correct strategies / prompt | token entropy | incorrect samples with a positive advantage | mean advantage of correct samples |\n|---|---|---|---|---|---|\n"
-    ));
+/// The trained rows' training figures over their last steps.
+fn training(summary: &StudySummary) -> String {
+    let mut table = Table::new([
+        "row",
+        "reward",
+        "correct strategies / prompt",
+        "token entropy",
+        "incorrect samples with a positive advantage",
+        "mean advantage of correct samples",
+        "gradient norm (all steps)",
+        "approx. KL per update (all steps)",
+    ]);
     for row in &summary.rows {
         if let Some(t) = &row.training {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
-                row.name,
+            table.row([
+                row.name.clone(),
                 show(&t.reward),
                 show(&t.correct_strategies),
                 show(&t.entropy),
                 show(&t.positive_incorrect),
-                show(&t.correct_advantage)
-            ));
+                show(&t.correct_advantage),
+                show_small(&t.grad_norm),
+                show_small(&t.approx_kl),
+            ]);
         }
     }
+    format!(
+        "\n## Training (mean of the last {LAST_STEPS} steps unless marked; interval over seeds)\n\nThe gradient norm is taken before AdamW normalises it, so a constant scale on the advantages changes it but not the step; the approximate KL between the policy before and after each update is the step's size. Both, like the token entropy, are measured on the sequences the update computed (those with a non-zero advantage when the loss has no KL or entropy term) and are 0 on a step that computed none.\n\n{}",
+        table.render()
+    )
+}
 
-    // Temperature sweep.
-    if runs.temperatures.len() > 1 {
-        md.push_str(&format!(
-            "\n## Temperature sweep\n\n| row | temperature | pass@1 | pass@{m} |\n|---|---|---|---|\n"
-        ));
-        for row in &summary.rows {
-            for h in &row.held_out {
-                let first = h.at(1).map(|i| show(&i)).unwrap_or_default();
-                let last = h.at(m).map(|i| show(&i)).unwrap_or_default();
-                md.push_str(&format!(
-                    "| {} | {} | {first} | {last} |\n",
-                    row.name, h.temperature
-                ));
-            }
-        }
+/// pass@1 and pass@M at every temperature (only with more than one).
+fn temperature_sweep(runs: &StudyRuns, summary: &StudySummary) -> String {
+    let m = summary.samples;
+    if runs.temperatures.len() <= 1 {
+        return String::new();
     }
-
-    // Branching.
-    md.push_str(
-        "\n## Where samples branch\n\nMean length of the common prefix of two samples of a prompt (characters), and the empirical entropy (nats) of the character at each position over a prompt's M samples (end of text counts as a character).\n\n| row | common prefix | entropy at 0 | at 1 | at 2 | at 3 | at 4 |\n|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = Table::new([
+        "row".to_owned(),
+        "temperature".into(),
+        "pass@1".into(),
+        format!("pass@{m}"),
+    ]);
     for row in &summary.rows {
-        let e = |t: usize| {
+        for h in &row.held_out {
+            table.row([
+                row.name.clone(),
+                h.temperature.to_string(),
+                h.at(1).map(|i| show(&i)).unwrap_or_default(),
+                h.at(m).map(|i| show(&i)).unwrap_or_default(),
+            ]);
+        }
+    }
+    format!("\n## Temperature sweep\n\n{}", table.render())
+}
+
+/// Where two samples of a prompt part, and the per-position entropy.
+fn branching(summary: &StudySummary) -> String {
+    let mut table = Table::new([
+        "row",
+        "common prefix",
+        "entropy at 0",
+        "at 1",
+        "at 2",
+        "at 3",
+        "at 4",
+    ]);
+    for row in &summary.rows {
+        let mut cells = vec![row.name.clone(), show(&row.branching.position)];
+        cells.extend((0..5).map(|t| {
             row.branching
                 .entropy
                 .get(t)
                 .map_or("—".into(), |v| format!("{v:.3}"))
-        };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            row.name,
-            show(&row.branching.position),
-            e(0),
-            e(1),
-            e(2),
-            e(3),
-            e(4)
-        ));
+        }));
+        table.row(cells);
     }
+    format!(
+        "\n## Where samples branch\n\nMean length of the common prefix of two samples of a prompt (characters), and the empirical entropy (nats) of the character at each position over a prompt's M samples (end of text counts as a character).\n\n{}",
+        table.render()
+    )
+}
 
-    // Charts.
+/// The report's charts, each with its file stem.
+fn charts(
+    plan: &StudyPlan,
+    runs: &StudyRuns,
+    summary: &StudySummary,
+) -> Vec<(&'static str, Chart)> {
+    let m = summary.samples;
     let mut charts: Vec<(&str, Chart)> = Vec::new();
     let resamples = plan.eval.resamples.min(500);
     let pass_series: Vec<Series> = summary
@@ -448,17 +602,20 @@ pub fn write_report(
                 .collect(),
         },
     ));
-    md.push_str("\n## Charts\n\n");
-    for (stem, chart) in &charts {
-        files.extend(save_chart(&out.join(stem), chart).map_err(chart_err)?);
-        md.push_str(&format!("![{stem}]({stem}.svg)\n\n"));
+    charts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    #[test]
+    fn a_table_renders_its_header_rule_and_rows() {
+        let mut table = Table::new(["row", "pass@1"]);
+        table.row(["base", "0.1 [0.0, 0.2]"]);
+        assert_eq!(
+            table.render(),
+            "| row | pass@1 |\n|---|---|\n| base | 0.1 [0.0, 0.2] |\n"
+        );
     }
-    let readme = out.join("README.md");
-    write(&readme, md.as_bytes())?;
-    files.push(readme);
-    let json_path = out.join("summary.json");
-    let json = serde_json::to_vec_pretty(summary).map_err(|e| TrainError::file(&json_path, e))?;
-    write(&json_path, &json)?;
-    files.push(json_path);
-    Ok(files)
 }

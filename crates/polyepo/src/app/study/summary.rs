@@ -66,6 +66,11 @@ pub struct Training {
     pub positive_incorrect: Interval,
     /// Mean advantage of correct generations.
     pub correct_advantage: Interval,
+    /// `losses/grad_norm`, mean over every step of the run (not only the last ones): the
+    /// size of the gradient before AdamW normalises it.
+    pub grad_norm: Interval,
+    /// `losses/approx_kl`, mean over every step: how far each update moved the policy.
+    pub approx_kl: Interval,
 }
 
 /// Where the samples of a prompt branch apart.
@@ -261,13 +266,13 @@ pub fn summarize(
                 }
             });
             let training = (!row.is_base).then(|| {
-                let of = |pick: fn(&StepMetrics) -> f64| {
-                    let values: Vec<f64> = row
-                        .runs
-                        .iter()
-                        .map(|r| last_steps(&r.metrics, pick))
-                        .collect();
+                let over = |per_run: &dyn Fn(&[StepMetrics]) -> f64| {
+                    let values: Vec<f64> = row.runs.iter().map(|r| per_run(&r.metrics)).collect();
                     over_seeds(&values, resamples, 23)
+                };
+                let of = |pick: fn(&StepMetrics) -> f64| over(&|m| last_steps(m, pick));
+                let whole = |pick: fn(&StepMetrics) -> f64| {
+                    over(&|m| m.iter().map(pick).sum::<f64>() / m.len().max(1) as f64)
                 };
                 Training {
                     reward: of(|m| m.reward_mean),
@@ -275,6 +280,8 @@ pub fn summarize(
                     entropy: of(|m| m.update.entropy),
                     positive_incorrect: of(|m| m.positive_incorrect),
                     correct_advantage: of(|m| m.correct_advantage),
+                    grad_norm: whole(|m| m.update.grad_norm),
+                    approx_kl: whole(|m| m.update.approx_kl),
                 }
             });
             let positions = main
