@@ -1,7 +1,13 @@
 //! Checks of values that parse but cannot work together. Closed sets of values are enums
-//! (see `values.rs`), so what is left here is ranges and combinations.
+//! (see `values.rs`), so what is left here is ranges and combinations: each section checks
+//! its own fields (`RolloutSection::validate`, ...), and [`TrainConfig::validate`] runs them
+//! and then the rules that span sections. The task sections check themselves in `task.rs`.
 
-use super::{ConfigError, JudgeSource, ModelSource, TaskKind, TaskSection, TrainConfig, err};
+use super::{
+    AlgorithmSection, ConfigError, JudgeSource, ModelSource, OptimSection, RolloutSection,
+    TaskKind, TaskSection, TrainConfig, WarmupSection, err,
+};
+use crate::rl::loss::LossConfig;
 use crate::rl::tasks::PromptStyle;
 
 /// Most prompts a built-in task may generate per split: bounds memory and start-up time.
@@ -30,92 +36,131 @@ fn finite_in(v: f64, lo: f64, hi: f64) -> bool {
     v.is_finite() && v >= lo && v <= hi
 }
 
-impl TrainConfig {
-    /// Checks values that parse but cannot work; the error names the key and the fix.
-    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let r = &self.rollout;
+impl RolloutSection {
+    /// Group size, batch size, response length and sampling settings.
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         require(
-            r.samples_per_prompt >= 2,
+            self.samples_per_prompt >= 2,
             origin,
             "rollout.samples_per_prompt",
             format!(
                 "is {}; groups need N >= 2 generations",
-                r.samples_per_prompt
+                self.samples_per_prompt
             ),
         )?;
         require(
-            r.prompts_per_step >= 1,
+            self.prompts_per_step >= 1,
             origin,
             "rollout.prompts_per_step",
             "must be at least 1",
         )?;
-        let rows = r.prompts_per_step.saturating_mul(r.samples_per_prompt);
+        let rows = self
+            .prompts_per_step
+            .saturating_mul(self.samples_per_prompt);
         require(
             rows <= MAX_ROWS_PER_STEP,
             origin,
             "rollout.samples_per_prompt",
             format!(
                 "{} prompts × {} samples = {rows} generations per step; at most {MAX_ROWS_PER_STEP} fit in memory: lower rollout.samples_per_prompt or rollout.prompts_per_step",
-                r.prompts_per_step, r.samples_per_prompt
+                self.prompts_per_step, self.samples_per_prompt
             ),
         )?;
         require(
-            (1..=MAX_NEW_TOKENS).contains(&r.max_new_tokens),
+            (1..=MAX_NEW_TOKENS).contains(&self.max_new_tokens),
             origin,
             "rollout.max_new_tokens",
-            format!("is {}; use 1..={MAX_NEW_TOKENS}", r.max_new_tokens),
+            format!("is {}; use 1..={MAX_NEW_TOKENS}", self.max_new_tokens),
         )?;
         require(
-            r.top_p > 0.0 && r.top_p <= 1.0,
+            self.top_p > 0.0 && self.top_p <= 1.0,
             origin,
             "rollout.top_p",
-            format!("is {}; use 0 < top_p <= 1 (1 = off)", r.top_p),
+            format!("is {}; use 0 < top_p <= 1 (1 = off)", self.top_p),
         )?;
-        let a = &self.algorithm;
         require(
-            a.set_size >= 1 && a.set_size < r.samples_per_prompt,
+            self.temperature > 0.0 && self.temperature.is_finite(),
+            origin,
+            "rollout.temperature",
+            format!("is {}; RL needs sampling (> 0)", self.temperature),
+        )
+    }
+}
+
+impl AlgorithmSection {
+    /// The method's parameters; `group_size` is N (`rollout.samples_per_prompt`).
+    fn validate(&self, origin: &str, group_size: usize) -> Result<(), ConfigError> {
+        require(
+            self.set_size >= 1 && self.set_size < group_size,
             origin,
             "algorithm.set_size",
             format!(
-                "is {}; set RL needs 1 <= n < N = {}",
-                a.set_size, r.samples_per_prompt
+                "is {}; set RL needs 1 <= n < N = {group_size}",
+                self.set_size
             ),
         )?;
-        let o = &self.optim;
         require(
-            (1..=r.prompts_per_step).contains(&o.minibatches),
+            self.lambda.is_finite(),
+            origin,
+            "algorithm.lambda",
+            format!("is {}; use a finite number (default 0.5)", self.lambda),
+        )?;
+        require(
+            (0.0..=1.0).contains(&self.label_noise.p),
+            origin,
+            "algorithm.label_noise.p",
+            format!(
+                "is {}; use a probability in [0, 1] (0 = exact labels)",
+                self.label_noise.p
+            ),
+        )?;
+        require(
+            self.sets >= 1,
+            origin,
+            "algorithm.sets",
+            "must be at least 1 set per generation",
+        )
+    }
+}
+
+impl OptimSection {
+    /// Epochs, mini-batches, AdamW and clipping; `prompts_per_step` bounds the mini-batches
+    /// (each holds whole prompt groups).
+    fn validate(&self, origin: &str, prompts_per_step: usize) -> Result<(), ConfigError> {
+        require(
+            (1..=prompts_per_step).contains(&self.minibatches),
             origin,
             "optim.minibatches",
             format!(
-                "is {}; use 1..={} (prompts per step)",
-                o.minibatches, r.prompts_per_step
+                "is {}; use 1..={prompts_per_step} (prompts per step)",
+                self.minibatches
             ),
         )?;
         require(
-            o.ppo_epochs >= 1,
+            self.ppo_epochs >= 1,
             origin,
             "optim.ppo_epochs",
             "must be at least 1",
         )?;
         require(
-            o.micro_batch <= MAX_ROWS_PER_STEP,
+            self.micro_batch <= MAX_ROWS_PER_STEP,
             origin,
             "optim.micro_batch",
             format!(
                 "is {}; use 0 (whole mini-batches) or 1..={MAX_ROWS_PER_STEP} sequences",
-                o.micro_batch
+                self.micro_batch
             ),
         )?;
+        let w = &self.adamw;
         require(
-            o.adamw.lr >= 0.0 && o.adamw.lr.is_finite(),
+            w.lr >= 0.0 && w.lr.is_finite(),
             origin,
             "optim.lr",
             format!(
                 "is {}; must be a finite number > 0 (or 0 for a control run that changes nothing)",
-                o.adamw.lr
+                w.lr
             ),
         )?;
-        let w = &o.adamw;
         require(
             finite_in(w.beta1, 0.0, 1.0) && w.beta1 < 1.0,
             origin,
@@ -144,15 +189,15 @@ impl TrainConfig {
             ),
         )?;
         require(
-            finite_in(o.grad_clip, 0.0, f64::MAX),
+            finite_in(self.grad_clip, 0.0, f64::MAX),
             origin,
             "optim.grad_clip",
             format!(
                 "is {}; use 0 (off) or a finite number > 0 (paper: 0.3)",
-                o.grad_clip
+                self.grad_clip
             ),
         )?;
-        if let polyepo_engine::optim::LrSchedule::WarmupCosine { min_ratio, .. } = o.schedule {
+        if let polyepo_engine::optim::LrSchedule::WarmupCosine { min_ratio, .. } = self.schedule {
             require(
                 finite_in(min_ratio, 0.0, 1.0),
                 origin,
@@ -160,76 +205,95 @@ impl TrainConfig {
                 format!("is {min_ratio}; use 0 <= min_ratio <= 1"),
             )?;
         }
+        Ok(())
+    }
+}
+
+impl LossConfig {
+    /// Clip ranges and coefficients of the policy loss (`loss.*`).
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         require(
-            r.temperature > 0.0 && r.temperature.is_finite(),
-            origin,
-            "rollout.temperature",
-            format!("is {}; RL needs sampling (> 0)", r.temperature),
-        )?;
-        require(
-            (0.0..1.0).contains(&self.loss.clip_low),
+            (0.0..1.0).contains(&self.clip_low),
             origin,
             "loss.clip_low",
-            format!("is {}; use 0 <= clip_low < 1", self.loss.clip_low),
+            format!("is {}; use 0 <= clip_low < 1", self.clip_low),
         )?;
         require(
-            finite_in(self.loss.clip_high, 0.0, f64::MAX),
+            finite_in(self.clip_high, 0.0, f64::MAX),
             origin,
             "loss.clip_high",
             format!(
                 "is {}; use a finite number >= 0 (paper: 0.28)",
-                self.loss.clip_high
+                self.clip_high
             ),
         )?;
         require(
-            finite_in(self.loss.kl_coef, 0.0, f64::MAX),
+            finite_in(self.kl_coef, 0.0, f64::MAX),
             origin,
             "loss.kl_coef",
-            format!(
-                "is {}; use 0 (off) or a finite number > 0",
-                self.loss.kl_coef
-            ),
+            format!("is {}; use 0 (off) or a finite number > 0", self.kl_coef),
         )?;
         require(
-            self.loss.entropy_coef.is_finite(),
+            self.entropy_coef.is_finite(),
             origin,
             "loss.entropy_coef",
-            format!(
-                "is {}; use a finite number (0 = off)",
-                self.loss.entropy_coef
-            ),
+            format!("is {}; use a finite number (0 = off)", self.entropy_coef),
         )?;
         require(
-            a.lambda.is_finite(),
-            origin,
-            "algorithm.lambda",
-            format!("is {}; use a finite number (default 0.5)", a.lambda),
-        )?;
-        require(
-            (0.0..=1.0).contains(&a.label_noise.p),
-            origin,
-            "algorithm.label_noise.p",
-            format!(
-                "is {}; use a probability in [0, 1] (0 = exact labels)",
-                a.label_noise.p
-            ),
-        )?;
-        require(
-            a.sets >= 1,
-            origin,
-            "algorithm.sets",
-            "must be at least 1 set per generation",
-        )?;
-        require(
-            self.loss.dual_clip == 0.0
-                || (self.loss.dual_clip > 1.0 && self.loss.dual_clip.is_finite()),
+            self.dual_clip == 0.0 || (self.dual_clip > 1.0 && self.dual_clip.is_finite()),
             origin,
             "loss.dual_clip",
             format!(
                 "is {}; use 0 (off) or a value > 1 (paper: 3)",
-                self.loss.dual_clip
+                self.dual_clip
             ),
+        )
+    }
+}
+
+impl WarmupSection {
+    /// The supervised warm-up of the tiny model (`warmup.*`).
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        require(
+            self.batch >= 1,
+            origin,
+            "warmup.batch",
+            "must be at least 1",
         )?;
+        require(
+            self.lr > 0.0 && self.lr.is_finite(),
+            origin,
+            "warmup.lr",
+            format!("is {}; use a finite number > 0", self.lr),
+        )?;
+        require(
+            self.skew > 0.0 && self.skew.is_finite(),
+            origin,
+            "warmup.skew",
+            format!(
+                "is {}; use a finite number > 0 (< 1 prefers a few strategies, 1 is uniform)",
+                self.skew
+            ),
+        )
+    }
+}
+
+impl TrainConfig {
+    /// Checks values that parse but cannot work; the error names the key and the fix. Each
+    /// section checks its own fields, then the rules that span sections run here.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.rollout.validate(origin)?;
+        self.algorithm
+            .validate(origin, self.rollout.samples_per_prompt)?;
+        self.optim.validate(origin, self.rollout.prompts_per_step)?;
+        self.loss.validate(origin)?;
+        self.task.validate(origin)?;
+        self.warmup.validate(origin)?;
+        if let Some((key, message)) = self.judge.problem() {
+            return Err(err(origin, &format!("judge.{key}"), message));
+        }
+        // A method that needs strategy labels must get them from somewhere.
+        let a = &self.algorithm;
         if self.task.kind() == TaskKind::Jsonl {
             require(
                 !(a.name.needs_labels() && a.judge == JudgeSource::Task),
@@ -241,8 +305,12 @@ impl TrainConfig {
                 ),
             )?;
         }
-        self.task.validate(origin)?;
-        self.validate_warmup_and_judge(origin)?;
+        self.validate_model_for_task(origin)
+    }
+
+    /// The model must exist and read the task's prompts: the tiny model knows only the
+    /// built-in synthetic tasks in their compact style.
+    fn validate_model_for_task(&self, origin: &str) -> Result<(), ConfigError> {
         match &self.model.source {
             ModelSource::Tiny => {
                 let style = match &self.task {
@@ -278,29 +346,5 @@ impl TrainConfig {
             ModelSource::Path(_) => {}
         }
         Ok(())
-    }
-
-    fn validate_warmup_and_judge(&self, origin: &str) -> Result<(), ConfigError> {
-        let w = &self.warmup;
-        require(w.batch >= 1, origin, "warmup.batch", "must be at least 1")?;
-        require(
-            w.lr > 0.0 && w.lr.is_finite(),
-            origin,
-            "warmup.lr",
-            format!("is {}; use a finite number > 0", w.lr),
-        )?;
-        require(
-            w.skew > 0.0 && w.skew.is_finite(),
-            origin,
-            "warmup.skew",
-            format!(
-                "is {}; use a finite number > 0 (< 1 prefers a few strategies, 1 is uniform)",
-                w.skew
-            ),
-        )?;
-        match self.judge.problem() {
-            Some((key, message)) => Err(err(origin, &format!("judge.{key}"), message)),
-            None => Ok(()),
-        }
     }
 }
