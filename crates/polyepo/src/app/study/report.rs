@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::plan::StudyPlan;
 use super::run::{RowRuns, StudyRuns};
 use super::stats::{Interval, Paired, over_seeds};
-use super::summary::{LAST_STEPS, StudySummary};
+use super::summary::{LAST_STEPS, PairedRow, StudySummary};
 use crate::app::plot::{Chart, Series, save_chart};
 use crate::app::report::curve;
 use crate::rl::train::{StepMetrics, TrainError, TrainResult};
@@ -218,36 +218,55 @@ fn held_out(summary: &StudySummary) -> String {
     )
 }
 
+/// The paired differences of `rows` with their reference at M = `m` samples; with
+/// `unseen`, the column of the prompts that need an unseen step.
+fn paired_table(m: usize, rows: &[PairedRow], unseen: bool) -> Table {
+    let mut header = vec![
+        "row".to_owned(),
+        "Δ pass@1".into(),
+        format!("Δ pass@{m}"),
+        "Δ correct strategies / prompt".into(),
+    ];
+    if unseen {
+        header.push(format!("Δ pass@{m}, prompts needing an unseen step"));
+    }
+    header.extend([
+        format!("ahead on pass@{m}"),
+        "p (pass@1)".into(),
+        format!("p (pass@{m})"),
+    ]);
+    let mut table = Table::new(header);
+    for p in rows {
+        let mut cells = vec![
+            p.name.clone(),
+            show_paired(&p.pass_at_1),
+            show_paired(&p.pass_at_max),
+            show_paired(&p.correct_strategies),
+        ];
+        if unseen {
+            cells.push(
+                p.unseen_pass_at_max
+                    .as_ref()
+                    .map_or("—".into(), show_paired),
+            );
+        }
+        cells.extend([
+            format!("{}/{}", p.pass_at_max.wins, p.pass_at_max.seeds),
+            format!("{:.3}", p.pass_at_1.p),
+            format!("{:.3}", p.pass_at_max.p),
+        ]);
+        table.row(cells);
+    }
+    table
+}
+
 /// Paired differences with the reference row.
 fn paired(summary: &StudySummary) -> String {
     let m = summary.samples;
     let Some(first) = summary.paired.first() else {
         return String::new();
     };
-    let mut table = Table::new([
-        "row".to_owned(),
-        "Δ pass@1".into(),
-        format!("Δ pass@{m}"),
-        "Δ correct strategies / prompt".into(),
-        format!("Δ pass@{m}, prompts needing an unseen step"),
-        format!("ahead on pass@{m}"),
-        "p (pass@1)".into(),
-        format!("p (pass@{m})"),
-    ]);
-    for p in &summary.paired {
-        table.row([
-            p.name.clone(),
-            show_paired(&p.pass_at_1),
-            show_paired(&p.pass_at_max),
-            show_paired(&p.correct_strategies),
-            p.unseen_pass_at_max
-                .as_ref()
-                .map_or("—".into(), show_paired),
-            format!("{}/{}", p.pass_at_max.wins, p.pass_at_max.seeds),
-            format!("{:.3}", p.pass_at_1.p),
-            format!("{:.3}", p.pass_at_max.p),
-        ]);
-    }
+    let table = paired_table(m, &summary.paired, true);
     format!(
         "\n## Paired differences with `{}`\n\nRow minus `{}` on the same seeds and prompts (bootstrap interval), the seeds on which the row is ahead on pass@{m}, and the two-sided p-value of an exact sign-flip test on the per-seed differences of pass@{m} (with S seeds the smallest possible p is 2/2^S).\n\n{}",
         first.reference,
@@ -320,26 +339,7 @@ fn splits(summary: &StudySummary) -> String {
             table.render()
         ));
         if let Some(first) = split.paired.first() {
-            let mut table = Table::new([
-                "row".to_owned(),
-                "Δ pass@1".into(),
-                format!("Δ pass@{m}"),
-                "Δ correct strategies / prompt".into(),
-                format!("ahead on pass@{m}"),
-                "p (pass@1)".into(),
-                format!("p (pass@{m})"),
-            ]);
-            for p in &split.paired {
-                table.row([
-                    p.name.clone(),
-                    show_paired(&p.pass_at_1),
-                    show_paired(&p.pass_at_max),
-                    show_paired(&p.correct_strategies),
-                    format!("{}/{}", p.pass_at_max.wins, p.pass_at_max.seeds),
-                    format!("{:.3}", p.pass_at_1.p),
-                    format!("{:.3}", p.pass_at_max.p),
-                ]);
-            }
+            let table = paired_table(m, &split.paired, false);
             md.push_str(&format!(
                 "\nRow minus `{}` on this split (bootstrap interval; p: exact sign-flip test over seeds).\n\n{}",
                 first.reference,
