@@ -359,8 +359,8 @@ fn training(summary: &StudySummary) -> String {
         "token entropy",
         "incorrect samples with a positive advantage",
         "mean advantage of correct samples",
-        "gradient norm (all steps)",
-        "approx. KL per update (all steps)",
+        "gradient norm (all steps with one)",
+        "approx. KL per update (same steps)",
     ]);
     for row in &summary.rows {
         if let Some(t) = &row.training {
@@ -377,7 +377,7 @@ fn training(summary: &StudySummary) -> String {
         }
     }
     format!(
-        "\n## Training (mean of the last {LAST_STEPS} steps unless marked; interval over seeds)\n\nThe gradient norm is taken before AdamW normalises it, so a constant scale on the advantages changes it but not the step; the approximate KL between the policy before and after each update is the step's size. Both, like the token entropy, are measured on the sequences the update computed (those with a non-zero advantage when the loss has no KL or entropy term) and are 0 on a step that computed none.\n\n{}",
+        "\n## Training (mean of the last {LAST_STEPS} steps unless marked; interval over seeds)\n\nThe gradient norm is taken before AdamW normalises it, so a constant scale on the advantages changes it but not the step; the approximate KL between the policy before and after each update is the step's size. Both, like the token entropy, are measured on the sequences the update computed (those with a non-zero advantage when the loss has no KL or entropy term); steps that computed none (gradient norm exactly 0) are left out of these three means.\n\n{}",
         table.render()
     )
 }

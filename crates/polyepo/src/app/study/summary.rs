@@ -60,16 +60,16 @@ pub struct Training {
     pub reward: Interval,
     /// Distinct correct strategies per prompt.
     pub correct_strategies: Interval,
-    /// Token entropy.
+    /// Token entropy (over the last steps that computed any sequence).
     pub entropy: Interval,
     /// Fraction of incorrect generations with a positive advantage.
     pub positive_incorrect: Interval,
     /// Mean advantage of correct generations.
     pub correct_advantage: Interval,
-    /// `losses/grad_norm`, mean over every step of the run (not only the last ones): the
-    /// size of the gradient before AdamW normalises it.
+    /// `losses/grad_norm`, mean over every step of the run that computed a gradient (not
+    /// only the last ones): the size of the gradient before AdamW normalises it.
     pub grad_norm: Interval,
-    /// `losses/approx_kl`, mean over every step: how far each update moved the policy.
+    /// `losses/approx_kl`, mean over the same steps: how far each update moved the policy.
     pub approx_kl: Interval,
 }
 
@@ -191,6 +191,24 @@ fn last_steps(metrics: &[StepMetrics], pick: fn(&StepMetrics) -> f64) -> f64 {
     tail.iter().map(pick).sum::<f64>() / tail.len().max(1) as f64
 }
 
+/// Whether the update computed any sequence on this step. One that computed none (every
+/// advantage zero, with the zero-advantage skip) has a gradient norm of exactly 0 and logs 0
+/// for the token entropy and the KL, which are then no measurement and are left out of
+/// their means.
+fn computed(m: &StepMetrics) -> bool {
+    m.update.grad_norm > 0.0
+}
+
+/// Mean of `pick` over the steps of `metrics` that computed any sequence (NaN if none).
+fn mean_computed(metrics: &[StepMetrics], pick: fn(&StepMetrics) -> f64) -> f64 {
+    let values: Vec<f64> = metrics.iter().filter(|m| computed(m)).map(pick).collect();
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
 /// Computes every figure of `runs` (`resamples` bootstrap draws; `reference` names the row
 /// of the paired tests; `ks` the table's k columns).
 pub fn summarize(
@@ -271,13 +289,14 @@ pub fn summarize(
                     over_seeds(&values, resamples, 23)
                 };
                 let of = |pick: fn(&StepMetrics) -> f64| over(&|m| last_steps(m, pick));
-                let whole = |pick: fn(&StepMetrics) -> f64| {
-                    over(&|m| m.iter().map(pick).sum::<f64>() / m.len().max(1) as f64)
+                let of_computed = |pick: fn(&StepMetrics) -> f64| {
+                    over(&|m| mean_computed(&m[m.len().saturating_sub(LAST_STEPS)..], pick))
                 };
+                let whole = |pick: fn(&StepMetrics) -> f64| over(&|m| mean_computed(m, pick));
                 Training {
                     reward: of(|m| m.reward_mean),
                     correct_strategies: of(|m| m.clusters_correct),
-                    entropy: of(|m| m.update.entropy),
+                    entropy: of_computed(|m| m.update.entropy),
                     positive_incorrect: of(|m| m.positive_incorrect),
                     correct_advantage: of(|m| m.correct_advantage),
                     grad_norm: whole(|m| m.update.grad_norm),
@@ -429,4 +448,23 @@ fn paired_rows(runs: &StudyRuns, reference: &str, m: usize, resamples: usize) ->
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_without_a_gradient_are_left_out_of_the_token_statistics() {
+        let step = |grad_norm: f64, entropy: f64| {
+            let mut m = StepMetrics::default();
+            m.update.grad_norm = grad_norm;
+            m.update.entropy = entropy;
+            m
+        };
+        let metrics = [step(0.1, 0.4), step(0.0, 0.0), step(0.3, 0.2)];
+        let mean = mean_computed(&metrics, |m| m.update.entropy);
+        assert!((mean - 0.3).abs() < 1e-12, "{mean}");
+        assert!(mean_computed(&metrics[1..2], |m| m.update.entropy).is_nan());
+    }
 }
