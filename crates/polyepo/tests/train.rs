@@ -110,6 +110,26 @@ fn first_step_samples(
     .0
 }
 
+/// Asserts that a step moved the weights from `initial` to `reference`, and that `other`
+/// landed within 0.1% of that step's length of the same place.
+fn assert_same_step(initial: &[f32], reference: &[f32], other: &[f32], context: &str) {
+    let moved: f32 = reference
+        .iter()
+        .zip(initial)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    let differ: f32 = reference
+        .iter()
+        .zip(other)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(moved > 0.0, "{context}: the step moved nothing");
+    assert!(
+        differ <= 1e-3 * moved,
+        "{context}: the weights ended {differ} away from a step of {moved}"
+    );
+}
+
 /// Every trainable weight of `policy`, in order, as one vector.
 fn flat_weights(policy: &Policy) -> Vec<f32> {
     policy
@@ -224,12 +244,11 @@ fn micro_batches_take_the_same_step_as_whole_mini_batches() {
             task.as_ref(),
             &root.join(".cache"),
         ));
-        let moved: f32 = whole.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
-        let differ: f32 = whole.iter().zip(&micro).map(|(a, b)| (a - b).abs()).sum();
-        assert!(moved > 0.0, "{aggregation}: the step moved nothing");
-        assert!(
-            differ <= 1e-3 * moved,
-            "{aggregation}: micro-batches moved the weights by {differ} away from the whole mini-batch's step of {moved}"
+        assert_same_step(
+            &initial,
+            &whole,
+            &micro,
+            &format!("{aggregation}, micro-batches against the whole mini-batch"),
         );
     }
     std::fs::remove_dir_all(&root).ok();
@@ -287,12 +306,11 @@ fn skipping_zero_advantage_sequences_takes_the_same_steps() {
             task.as_ref(),
             &root.join(".cache"),
         ));
-        let moved: f32 = all.iter().zip(&initial).map(|(a, b)| (a - b).abs()).sum();
-        let differ: f32 = all.iter().zip(&skipped).map(|(a, b)| (a - b).abs()).sum();
-        assert!(moved > 0.0, "the steps moved nothing");
-        assert!(
-            differ <= 1e-3 * moved,
-            "micro {micro_batch}: skipping moved the weights {differ} away from a step of {moved}"
+        assert_same_step(
+            &initial,
+            &all,
+            &skipped,
+            &format!("micro {micro_batch}, skipping against computing all"),
         );
     }
     std::fs::remove_dir_all(&root).ok();
