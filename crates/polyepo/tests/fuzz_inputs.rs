@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "task.reach.train_steps",
     "task.reach.set_size",
     "task.reach.min_solutions",
+    "task.reach.habits",
     "task.digits.train_digits",
     "task.digits.set_size",
     "task.digits.lengths",

@@ -56,6 +56,7 @@ fn every_unworkable_setting_is_refused_naming_its_key() {
         (&["task.reach.set_size=0"], "task.reach.set_size"),
         (&["task.reach.set_size=50"], "task.reach.set_size"),
         (&["task.reach.min_solutions=1"], "task.reach.min_solutions"),
+        (&["task.reach.habits=3"], "task.reach.habits"),
         (&["task.reach.train_steps=[]"], "task.reach.set_size"),
         (
             &["task.reach.train_steps=[0,0,0]"],

@@ -174,6 +174,15 @@ impl TaskSection {
                         "is {}; use 2 or more (a prompt with one correct strategy leaves nothing to explore)",
                         c.min_solutions
                     ),
+                )?;
+                require(
+                    c.habits < c.min_solutions,
+                    origin,
+                    "task.reach.habits",
+                    format!(
+                        "is {}; use 0 (off) or fewer than task.reach.min_solutions = {}, so every prompt keeps a correct strategy the warm-up never shows",
+                        c.habits, c.min_solutions
+                    ),
                 )
             }
             TaskSection::Digits(c) => {

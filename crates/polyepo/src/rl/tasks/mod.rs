@@ -111,6 +111,12 @@ pub trait Task: Send + Sync {
     ) -> Option<String> {
         None
     }
+    /// The strategies the warm-up may demonstrate on `prompt` (`None`: the task does not
+    /// say): a correct strategy outside them, and outside what the base policy produces, is
+    /// one RL discovered.
+    fn demonstrated(&self, _prompt: &Prompt) -> Option<Vec<Strategy>> {
+        None
+    }
     /// Every character its prompts and answers use: the vocabulary of a character-level
     /// model trained from scratch (empty when the task is meant for pretrained models).
     fn alphabet(&self) -> &str {
@@ -143,14 +149,7 @@ pub fn skewed_pick(
     if solutions.is_empty() {
         return None;
     }
-    let biggest = allowed.iter().copied().max().unwrap_or(1);
-    solutions.sort_by_key(|s| {
-        (
-            std::cmp::Reverse(s.iter().filter(|&&x| x == biggest).count()),
-            s.len(),
-            s.clone(),
-        )
-    });
+    solutions = habit_order(solutions, allowed);
     let weights: Vec<f64> = (0..solutions.len()).map(|r| skew.powi(r as i32)).collect();
     let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
     for (i, w) in weights.iter().enumerate() {
@@ -160,6 +159,20 @@ pub fn skewed_pick(
         u -= w;
     }
     solutions.pop()
+}
+
+/// `solutions` in habit order, the order [`skewed_pick`] weights by `skew^rank`: most uses
+/// of the largest allowed element first, then fewest elements, then lexicographic.
+pub fn habit_order(mut solutions: Vec<Vec<i64>>, allowed: &[i64]) -> Vec<Vec<i64>> {
+    let biggest = allowed.iter().copied().max().unwrap_or(1);
+    solutions.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(s.iter().filter(|&&x| x == biggest).count()),
+            s.len(),
+            s.clone(),
+        )
+    });
+    solutions
 }
 
 pub use polyepo_judge::strategy_id;

@@ -52,6 +52,12 @@ pub struct ReachConfig {
     /// in training: does the policy transfer?) or `training` (allowed sets and targets from the
     /// training distribution, prompts that are not training prompts: did it learn the task?).
     pub held_out: HeldOut,
+    /// How many habitual strategies per prompt the warm-up demonstrates: the first `habits`
+    /// solutions in habit order (most uses of the largest step, then fewest steps). 0: any
+    /// solution (the skew alone makes habits). With `habits` below `min_solutions` every
+    /// prompt has correct strategies the base was never shown, all written with steps it was
+    /// shown: strategies RL can discover rather than ones it cannot emit.
+    pub habits: usize,
 }
 
 /// The distribution of the held-out prompts of reach.
@@ -76,6 +82,7 @@ impl Default for ReachConfig {
             targets: [-6, 12],
             min_solutions: 3,
             held_out: HeldOut::Shifted,
+            habits: 0,
         }
     }
 }
@@ -96,6 +103,7 @@ pub struct Reach {
     eval: Vec<Prompt>,
     style: PromptStyle,
     train_steps: Vec<i64>,
+    habits: usize,
 }
 
 /// The answer inside a free-form reply: the last run of signed one-digit steps (`+3+5-1`),
@@ -169,6 +177,16 @@ pub fn parse_steps(answer: &str) -> Option<Vec<i64>> {
             }
         })
         .collect()
+}
+
+/// The strategy of an answer: its multiset of steps (`+3+5-1` and `-1+3+5` are one).
+pub fn strategy_of(steps: &[i64]) -> Strategy {
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for &s in steps {
+        *counts.entry(s).or_default() += 1;
+    }
+    let canonical: Vec<String> = counts.iter().map(|(s, c)| format!("{s:+}x{c}")).collect();
+    Strategy::Cluster(strategy_id(&canonical.join(",")))
 }
 
 /// Every multiset of at most [`MAX_STEPS`] steps from `allowed` that sums to `target`.
@@ -275,7 +293,18 @@ impl Reach {
             eval,
             style: cfg.style,
             train_steps: cfg.train_steps.clone(),
+            habits: cfg.habits,
         })
+    }
+
+    /// The solutions of `spec` the warm-up may demonstrate, in habit order: all of them, or
+    /// the first `habits`.
+    pub fn demonstrable(&self, spec: &ReachSpec) -> Vec<Vec<i64>> {
+        let mut order = super::habit_order(solutions(&spec.allowed, spec.target), &spec.allowed);
+        if self.habits > 0 {
+            order.truncate(self.habits);
+        }
+        order
     }
 
     /// The answer part of a response: all of it in compact style, the last run of steps in
@@ -330,13 +359,7 @@ impl Task for Reach {
             Some(steps)
                 if steps.len() <= MAX_STEPS && steps.iter().all(|s| allowed.contains(s)) =>
             {
-                let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-                for s in steps {
-                    *counts.entry(s).or_default() += 1;
-                }
-                let canonical: Vec<String> =
-                    counts.iter().map(|(s, c)| format!("{s:+}x{c}")).collect();
-                Strategy::Cluster(strategy_id(&canonical.join(",")))
+                strategy_of(&steps)
             }
             _ => Strategy::Degenerate,
         })
@@ -352,10 +375,18 @@ impl Task for Reach {
         skew: f64,
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
-        let ReachSpec { target, allowed } = Self::spec(prompt)?;
-        let mut steps = super::skewed_pick(solutions(allowed, *target), allowed, skew, rng)?;
+        let spec = Self::spec(prompt)?;
+        let mut steps = super::skewed_pick(self.demonstrable(spec), &spec.allowed, skew, rng)?;
         steps.sort_unstable_by(|a, b| b.cmp(a));
         Some(answer_text(&steps))
+    }
+    fn demonstrated(&self, prompt: &Prompt) -> Option<Vec<Strategy>> {
+        Some(
+            self.demonstrable(Self::spec(prompt)?)
+                .iter()
+                .map(|steps| strategy_of(steps))
+                .collect(),
+        )
     }
     fn alphabet(&self) -> &str {
         ALPHABET
@@ -629,5 +660,49 @@ mod tests {
         }
         let top = seen.values().copied().max().unwrap();
         assert!(top > 200, "the favourite strategy dominates: {seen:?}");
+    }
+
+    #[test]
+    fn with_habits_the_warm_up_shows_only_those_and_every_prompt_keeps_others() {
+        let cfg = ReachConfig {
+            habits: 2,
+            ..ReachConfig::default()
+        };
+        let task = Reach::new(&cfg).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut tokens_shown = std::collections::HashSet::new();
+        for p in task.train_prompts() {
+            let shown = task.demonstrated(p).unwrap();
+            assert_eq!(shown.len(), 2);
+            let spec = Reach::spec(p).unwrap();
+            let all: Vec<Strategy> = solutions(&spec.allowed, spec.target)
+                .iter()
+                .map(|s| strategy_of(s))
+                .collect();
+            assert!(
+                all.iter().any(|s| !shown.contains(s)),
+                "every prompt keeps a strategy never demonstrated"
+            );
+            for _ in 0..20 {
+                let d = task.demonstration(p, 0.5, &mut rng).unwrap();
+                assert_eq!(task.reward(p, &d), 1.0, "{d}");
+                let strategy = task.strategy(p, &d).unwrap();
+                assert!(shown.contains(&strategy), "{d} is not one of the habits");
+                tokens_shown.extend(parse_steps(&d).unwrap());
+            }
+        }
+        // Every training step is written in some demonstration: what is left to discover
+        // is a combination, never a token the base cannot emit.
+        for s in &cfg.train_steps {
+            assert!(tokens_shown.contains(s), "step {s} never demonstrated");
+        }
+        // Off (the default): every solution may be demonstrated.
+        let all = Reach::new(&ReachConfig::default()).unwrap();
+        let p = &all.train_prompts()[0];
+        let spec = Reach::spec(p).unwrap();
+        assert_eq!(
+            all.demonstrated(p).unwrap().len(),
+            solutions(&spec.allowed, spec.target).len()
+        );
     }
 }
