@@ -371,6 +371,14 @@ fn eval_cli_writes_eval_json_and_a_chart() {
     let report: EvalReport =
         serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report.pass_at_k.len(), 8);
+    // Each prompt records which correct strategies it found; with no habits the warm-up
+    // may show every solution, so none is undemonstrated.
+    assert!(report.per_prompt.iter().any(|p| p.correct_strategies > 0));
+    for p in &report.per_prompt {
+        assert_eq!(p.correct_strategy_ids.len(), p.correct_strategies);
+        assert!(p.correct_strategy_ids.is_sorted());
+        assert_eq!(p.correct_undemonstrated, Some(0));
+    }
     assert_chart(&run.join("eval_pass_at_k"));
     std::fs::remove_dir_all(&root).ok();
 }

@@ -67,6 +67,15 @@ pub struct PromptResult {
     /// Mean length of the common prefix of two samples (consecutive pairs), in characters:
     /// where the samples branch.
     pub branch_position: f64,
+    /// The distinct correct strategies (cluster ids, ascending), so another policy's
+    /// evaluation on the same prompts can be compared with this one's (which strategies are
+    /// new?). Comparable across evaluations only with the task's labeler, whose ids are
+    /// stable hashes; empty in reports written before it was recorded.
+    #[serde(default)]
+    pub correct_strategy_ids: Vec<i64>,
+    /// How many of those the warm-up never demonstrated (`None`: the task does not say).
+    #[serde(default)]
+    pub correct_undemonstrated: Option<usize>,
 }
 
 /// The result of one evaluation (`eval.json`).
@@ -275,12 +284,27 @@ pub fn evaluate(
         for (t, slot) in entropy_sum.iter_mut().enumerate() {
             *slot += position_entropy(answers, t);
         }
+        let mut correct_strategy_ids: Vec<i64> = good.iter().copied().collect();
+        correct_strategy_ids.sort_unstable();
+        // An LM judge's cluster ids are its own, not the task's: nothing to compare.
+        let shown = judged
+            .is_none()
+            .then(|| task.demonstrated(prompt))
+            .flatten();
+        let correct_undemonstrated = shown.map(|shown| {
+            correct_strategy_ids
+                .iter()
+                .filter(|&&c| !shown.contains(&Strategy::Cluster(c)))
+                .count()
+        });
         per_prompt.push(PromptResult {
             correct,
             correct_strategies: good.len(),
             needs_unseen: task.needs_unseen(prompt),
             correct_unseen,
             branch_position: branch_position(answers),
+            correct_strategy_ids,
+            correct_undemonstrated,
         });
         for (k, slot) in pass.iter_mut().enumerate() {
             // Arguments are valid by construction: correct <= m and 1 <= k + 1 <= m.
