@@ -73,9 +73,10 @@ pub struct PromptResult {
     /// stable hashes; empty in reports written before it was recorded.
     #[serde(default)]
     pub correct_strategy_ids: Vec<i64>,
-    /// How many of those the warm-up never demonstrated (`None`: the task does not say).
+    /// Those the warm-up never demonstrated (`None`: the task does not say, or an LM judge
+    /// labelled the samples).
     #[serde(default)]
-    pub correct_undemonstrated: Option<usize>,
+    pub correct_undemonstrated: Option<Vec<i64>>,
 }
 
 /// The result of one evaluation (`eval.json`).
@@ -294,8 +295,9 @@ pub fn evaluate(
         let correct_undemonstrated = shown.map(|shown| {
             correct_strategy_ids
                 .iter()
-                .filter(|&&c| !shown.contains(&Strategy::Cluster(c)))
-                .count()
+                .copied()
+                .filter(|&c| !shown.contains(&Strategy::Cluster(c)))
+                .collect()
         });
         per_prompt.push(PromptResult {
             correct,

@@ -123,6 +123,7 @@ pub fn write_report(
         discovery(summary),
         splits(summary),
         training(summary),
+        discovered(summary),
         temperature_sweep(runs, summary),
         branching(summary),
     ]
@@ -378,6 +379,33 @@ fn training(summary: &StudySummary) -> String {
     }
     format!(
         "\n## Training (mean of the last {LAST_STEPS} steps unless marked; interval over seeds)\n\nThe gradient norm is taken before AdamW normalises it, so a constant scale on the advantages changes it but not the step; the approximate KL between the policy before and after each update is the step's size. Both, like the token entropy, are measured on the sequences the update computed (those with a non-zero advantage when the loss has no KL or entropy term); steps that computed none (gradient norm exactly 0) are left out of these three means.\n\n{}",
+        table.render()
+    )
+}
+
+/// Correct strategies the warm-up never showed, and those the base did not produce either
+/// (only where the task says what its warm-up demonstrates).
+fn discovered(summary: &StudySummary) -> String {
+    let m = summary.samples;
+    if summary.rows.iter().all(|r| r.discovered.is_none()) {
+        return String::new();
+    }
+    let mut table = Table::new([
+        "row",
+        "correct strategies never demonstrated / prompt",
+        "of which the base did not produce / prompt",
+    ]);
+    for row in &summary.rows {
+        if let Some(d) = &row.discovered {
+            table.row([
+                row.name.clone(),
+                show(&d.undemonstrated),
+                show(&d.beyond_base),
+            ]);
+        }
+    }
+    format!(
+        "\n## Discovered strategies\n\nOn the held-out prompts at the main temperature, M = {m}: correct strategies the warm-up never demonstrated, and of those the ones the base policy (same seed, same M) did not produce on the same prompt. The second column is what training found.\n\n{}",
         table.render()
     )
 }

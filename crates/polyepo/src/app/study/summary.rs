@@ -82,6 +82,53 @@ pub struct Branching {
     pub entropy: Vec<f64>,
 }
 
+/// Correct strategies the warm-up never demonstrated, on the held-out prompts at the main
+/// temperature (per prompt, interval over seeds and prompts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Discovered {
+    /// Never demonstrated.
+    pub undemonstrated: Interval,
+    /// Never demonstrated and not among the base's correct strategies on the same prompt
+    /// (same seed, same number of samples): strategies the training found.
+    pub beyond_base: Interval,
+}
+
+/// A seeds × prompts table of a figure of each prompt of `a` against the same prompt of
+/// `base` (seed by seed): `None` where a report lacks what `f` needs.
+fn table_against(
+    a: &[&EvalReport],
+    base: &[&EvalReport],
+    f: &dyn Fn(&PromptResult, &PromptResult) -> Option<f64>,
+) -> Option<Table> {
+    let (mut num, mut den) = (Vec::new(), Vec::new());
+    for (ra, rb) in a.iter().zip(base) {
+        if ra.per_prompt.len() != rb.per_prompt.len() {
+            return None;
+        }
+        let n: Vec<f64> = ra
+            .per_prompt
+            .iter()
+            .zip(&rb.per_prompt)
+            .map(|(pa, pb)| f(pa, pb))
+            .collect::<Option<_>>()?;
+        den.push(vec![1.0; n.len()]);
+        num.push(n);
+    }
+    (!num.is_empty()).then_some(Table { num, den })
+}
+
+/// On one prompt, the correct strategies of `p` that its warm-up never demonstrated and the
+/// base `b` did not produce (`None` where either report did not record them).
+fn beyond_base(p: &PromptResult, b: &PromptResult) -> Option<f64> {
+    let new = p.correct_undemonstrated.as_ref()?;
+    b.correct_undemonstrated.as_ref()?;
+    Some(
+        new.iter()
+            .filter(|c| !b.correct_strategy_ids.contains(c))
+            .count() as f64,
+    )
+}
+
 /// Every figure of one row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowSummary {
@@ -95,6 +142,10 @@ pub struct RowSummary {
     pub discovery: Option<Discovery>,
     /// Training figures (none for the base row).
     pub training: Option<Training>,
+    /// Discovery against the base (none for the base row, or where the task does not say
+    /// what its warm-up demonstrates).
+    #[serde(default)]
+    pub discovered: Option<Discovered>,
     /// Branching at the main temperature.
     pub branching: Branching,
     /// (step, pass@1, pass@M) along training at the main temperature.
@@ -317,6 +368,17 @@ pub fn summarize(
                     })
                     .collect(),
             };
+            let discovered = runs.rows.first().filter(|_| !row.is_base).and_then(|base| {
+                let base_evals = evals_at(base, 0);
+                let undemonstrated = table_against(&main, &base_evals, &|p, _| {
+                    Some(p.correct_undemonstrated.as_ref()?.len() as f64)
+                })?;
+                let beyond_base = table_against(&main, &base_evals, &beyond_base)?;
+                Some(Discovered {
+                    undemonstrated: est(&undemonstrated),
+                    beyond_base: est(&beyond_base),
+                })
+            });
             let along = along(row, m, &est);
             RowSummary {
                 name: row.name.clone(),
@@ -324,6 +386,7 @@ pub fn summarize(
                 held_out,
                 discovery,
                 training,
+                discovered,
                 branching,
                 along,
             }
@@ -453,6 +516,45 @@ fn paired_rows(runs: &StudyRuns, reference: &str, m: usize, resamples: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of one prompt per entry: (correct strategy ids, never-demonstrated ids).
+    fn report(prompts: &[(&[i64], Option<&[i64]>)]) -> EvalReport {
+        let per_prompt: Vec<serde_json::Value> = prompts
+            .iter()
+            .map(|(ids, new)| {
+                serde_json::json!({
+                    "correct": ids.len(), "correct_strategies": ids.len(),
+                    "needs_unseen": null, "correct_unseen": 0, "branch_position": 0.0,
+                    "correct_strategy_ids": ids, "correct_undemonstrated": new,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "task": "reach", "prompts": prompts.len(), "samples": 8, "pass_at_k": {},
+            "mean_reward": 0.0, "strategies_per_prompt": 0.0,
+            "correct_strategies_per_prompt": 0.0, "pooled_correct_strategies": 0,
+            "degenerate_fraction": 0.0, "histogram": [], "per_prompt": per_prompt,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovered_strategies_are_new_to_the_warm_up_and_to_the_base() {
+        // Prompt 0: the policy finds 5 and 9 beyond the habits; the base had found 9.
+        // Prompt 1: nothing new.
+        let policy = report(&[(&[1, 5, 9], Some(&[5, 9])), (&[2], Some(&[]))]);
+        let base = report(&[(&[1, 9], Some(&[9])), (&[], Some(&[]))]);
+        let beyond = table_against(&[&policy], &[&base], &beyond_base).unwrap();
+        assert_eq!(beyond.num, vec![vec![1.0, 0.0]]);
+        // A report that does not say what was demonstrated gives no figure.
+        let old = report(&[(&[1], None), (&[2], None)]);
+        assert!(
+            table_against(&[&old], &[&base], &|p, _| {
+                Some(p.correct_undemonstrated.as_ref()?.len() as f64)
+            })
+            .is_none()
+        );
+    }
 
     #[test]
     fn steps_without_a_gradient_are_left_out_of_the_token_statistics() {
