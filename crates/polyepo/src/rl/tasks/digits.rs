@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use setrl::Strategy;
 
-use super::{Prompt, Spec, Task, draw_prompts, skewed_pick, strategy_id};
+use super::{Prompt, Spec, Task, draw_prompts, habit_order, skewed_pick, strategy_id};
 use crate::rl::config::ConfigError;
 
 /// Characters of the task's texts.
@@ -188,7 +188,8 @@ impl Task for Digits {
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
         let DigitsSpec { sum, allowed, len } = spec(prompt)?;
-        let mut digits = skewed_pick(solutions(allowed, *sum, *len), allowed, skew, rng)?;
+        let ordered = habit_order(solutions(allowed, *sum, *len), allowed);
+        let mut digits = skewed_pick(ordered, skew, rng)?;
         digits.sort_unstable_by(|a, b| b.cmp(a));
         Some(digits.iter().map(i64::to_string).collect())
     }

@@ -136,12 +136,10 @@ pub trait Task: Send + Sync {
     }
 }
 
-/// Picks one solution with a habit: solutions are ranked by how often they use the
-/// largest allowed value (then by length), and rank r is drawn with weight skew^r, as a
-/// pretrained model prefers a few habitual strategies.
+/// Picks one solution with a habit: `solutions`, in [`habit_order`], are drawn with weight
+/// skew^rank, as a pretrained model prefers a few habitual strategies.
 pub fn skewed_pick(
     mut solutions: Vec<Vec<i64>>,
-    allowed: &[i64],
     skew: f64,
     rng: &mut dyn rand::RngCore,
 ) -> Option<Vec<i64>> {
@@ -149,7 +147,6 @@ pub fn skewed_pick(
     if solutions.is_empty() {
         return None;
     }
-    solutions = habit_order(solutions, allowed);
     let weights: Vec<f64> = (0..solutions.len()).map(|r| skew.powi(r as i32)).collect();
     let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
     for (i, w) in weights.iter().enumerate() {

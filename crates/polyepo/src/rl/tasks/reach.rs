@@ -376,7 +376,7 @@ impl Task for Reach {
         rng: &mut dyn rand::RngCore,
     ) -> Option<String> {
         let spec = Self::spec(prompt)?;
-        let mut steps = super::skewed_pick(self.demonstrable(spec), &spec.allowed, skew, rng)?;
+        let mut steps = super::skewed_pick(self.demonstrable(spec), skew, rng)?;
         steps.sort_unstable_by(|a, b| b.cmp(a));
         Some(answer_text(&steps))
     }
