@@ -135,9 +135,10 @@ pub fn ppo_update(
     for _epoch in 0..settings.optim.ppo_epochs {
         for (plan, before) in plans.iter().zip(&mut scored) {
             let s = minibatch_step(policy, opt, plan, before, settings, step)?;
-            stats.add(&s, !plan.active.is_empty());
+            let computed = !plan.active.is_empty();
+            stats.add(&s, computed);
             count += 1.0;
-            measured += f64::from(u8::from(!plan.active.is_empty()));
+            measured += f64::from(u8::from(computed));
         }
     }
     Ok(stats.mean(count, measured))
