@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use setrl::Strategy;
 
 mod load;
 mod task;
@@ -134,6 +135,32 @@ pub struct AlgorithmSection {
     pub judge: JudgeSource,
     /// Noise added to the strategy labels (an ablation of a weak judge; off by default).
     pub label_noise: LabelNoise,
+    /// How wrong answers are labelled: `clusters` (as the judge labels them, so distinct
+    /// wrong answers are distinct strategies, as reach's labeler does) or `degenerate` (every
+    /// answer with reward 0 counts in the mean reward and the set size, never as a strategy,
+    /// as the paper's judge prompt asks of errors with one logic).
+    pub wrong_answers: WrongAnswers,
+}
+
+/// How answers with reward 0 are labelled before the advantages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WrongAnswers {
+    /// The judge's labels stand.
+    #[default]
+    Clusters,
+    /// Every wrong answer is degenerate: no diversity credit for being wrong differently.
+    Degenerate,
+}
+
+impl WrongAnswers {
+    /// The label a sample with `reward` and the judge's `strategy` takes into the advantages.
+    pub fn label(self, reward: f64, strategy: Strategy) -> Strategy {
+        match self {
+            WrongAnswers::Degenerate if reward <= 0.0 => Strategy::Degenerate,
+            _ => strategy,
+        }
+    }
 }
 
 /// How a weak strategy judge is simulated on top of an exact one.
@@ -270,6 +297,7 @@ impl Default for TrainConfig {
                 lambda: 0.5,
                 judge: JudgeSource::Task,
                 label_noise: LabelNoise::default(),
+                wrong_answers: WrongAnswers::Clusters,
             },
             loss: LossConfig::default(),
             optim: OptimSection {
@@ -377,6 +405,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("rollout.samples_per_prompt"), "{e}");
+    }
+
+    #[test]
+    fn a_longer_step_bound_needs_room_to_write_its_answers() {
+        let load = |set: &[&str]| {
+            TrainConfig::load(None, &set.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        let e = load(&["task.reach.max_steps=8"]).unwrap_err().to_string();
+        assert!(
+            e.contains("rollout.max_new_tokens") && e.contains("= 17"),
+            "{e}"
+        );
+        let cfg = load(&["task.reach.max_steps=8", "rollout.max_new_tokens=17"]).unwrap();
+        assert!(matches!(&cfg.task, TaskSection::Reach(c) if c.max_steps == 8));
+        for bad in ["task.reach.max_steps=0", "task.reach.max_steps=13"] {
+            let e = load(&[bad, "rollout.max_new_tokens=40"]).unwrap_err().to_string();
+            assert!(e.contains("task.reach.max_steps"), "{e}");
+        }
+        // Large sets with a long bound would enumerate millions of answers per prompt.
+        let e = load(&[
+            "task.reach.max_steps=12",
+            "rollout.max_new_tokens=25",
+            "task.reach.train_steps=[1,2,3,4,5,6,7,8,9,-1,-2,-3]",
+            "task.reach.set_size=9",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("task.reach.max_steps") && e.contains("fewer steps"), "{e}");
+    }
+
+    #[test]
+    fn wrong_answers_labelled_degenerate_earn_no_diversity_credit() {
+        // Six correct answers in one strategy, two wrong ones in clusters of their own.
+        let rewards = vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        let judged: Vec<Strategy> = [1, 1, 1, 1, 1, 1, 3, 4]
+            .into_iter()
+            .map(Strategy::Cluster)
+            .collect();
+        let polyepo = AlgorithmSection::default().method(0);
+        let advantages = |wrong: WrongAnswers| {
+            let labels = rewards
+                .iter()
+                .zip(&judged)
+                .map(|(&r, &s)| wrong.label(r, s))
+                .collect();
+            let group = setrl::Group::new(rewards.clone(), labels).unwrap();
+            polyepo.compute(&group).unwrap().advantages
+        };
+        let clustered = advantages(WrongAnswers::Clusters);
+        let degenerate = advantages(WrongAnswers::Degenerate);
+        // As judged, a wrong answer in a cluster of its own raises its sets' diversity ...
+        assert!(clustered[6..].iter().all(|&a| a > 0.0), "{clustered:?}");
+        // ... labelled degenerate it only lowers their mean reward.
+        assert!(degenerate[6..].iter().all(|&a| a < 0.0), "{degenerate:?}");
+        assert!(degenerate[..6].iter().all(|&a| a > 0.0), "{degenerate:?}");
+        // Correct answers keep their labels.
+        assert_eq!(WrongAnswers::Degenerate.label(1.0, judged[0]), judged[0]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::rl::tasks::Task;
 use crate::rl::tasks::countdown::{Countdown, CountdownConfig};
 use crate::rl::tasks::digits::{Digits, DigitsConfig};
 use crate::rl::tasks::jsonl::{JsonlConfig, JsonlTask};
-use crate::rl::tasks::reach::{Reach, ReachConfig};
+use crate::rl::tasks::reach::{self, Reach, ReachConfig};
 use crate::rl::train::error::TrainResult;
 
 /// Which task, with its settings.
@@ -173,6 +173,18 @@ impl TaskSection {
                     format!(
                         "is {}; use 2 or more (a prompt with one correct strategy leaves nothing to explore)",
                         c.min_solutions
+                    ),
+                )?;
+                require(
+                    (1..=12).contains(&c.max_steps)
+                        && reach::multisets(c.set_size, c.max_steps) <= reach::MAX_ENUMERATED,
+                    origin,
+                    "task.reach.max_steps",
+                    format!(
+                        "is {} with set_size {}; use 1..=12, and fewer steps with larger sets (each prompt's answers are enumerated: at most {} multisets)",
+                        c.max_steps,
+                        c.set_size,
+                        reach::MAX_ENUMERATED
                     ),
                 )?;
                 require(

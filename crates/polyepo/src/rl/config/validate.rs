@@ -305,6 +305,21 @@ impl TrainConfig {
                 ),
             )?;
         }
+        // A compact answer takes two tokens a step: a shorter response cannot hold the longest.
+        if let TaskSection::Reach(c) = &self.task {
+            require(
+                c.style != PromptStyle::Compact || self.rollout.max_new_tokens >= 2 * c.max_steps,
+                origin,
+                "rollout.max_new_tokens",
+                format!(
+                    "is {} but task.reach.max_steps = {} needs {} tokens for the longest compact answer; set rollout.max_new_tokens = {}",
+                    self.rollout.max_new_tokens,
+                    c.max_steps,
+                    2 * c.max_steps,
+                    2 * c.max_steps + 1
+                ),
+            )?;
+        }
         self.validate_model_for_task(origin)
     }
 

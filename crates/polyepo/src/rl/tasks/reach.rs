@@ -1,5 +1,5 @@
 //! The built-in synthetic domain "reach": reach target T using only steps from the allowed
-//! set A, in at most [`MAX_STEPS`] steps. Prompt `T=7 A=+3,-1,+5 >`, answer `+3+5-1`.
+//! set A, in at most `task.reach.max_steps` steps (4 by default). Prompt `T=7 A=+3,-1,+5 >`, answer `+3+5-1`.
 //!
 //! Every prompt admits many valid answers in many strategies; the strategy is the multiset
 //! of steps used, labelled exactly by a program. Held-out prompts use allowed sets that never
@@ -17,8 +17,20 @@ use setrl::Strategy;
 use super::{Prompt, PromptStyle, Spec, Task, draw_prompts, strategy_id};
 use crate::rl::config::ConfigError;
 
-/// Longest answer that earns a reward.
-pub const MAX_STEPS: usize = 4;
+/// Longest answer that earns a reward, by default: short enough that the tiny model's
+/// 10-token responses hold every answer.
+pub const DEFAULT_MAX_STEPS: usize = 4;
+
+/// Most answers (multisets of steps, the empty one included) a prompt's enumeration may
+/// visit: `solutions` lists every multiset, so `max_steps` and `set_size` are bounded together.
+pub const MAX_ENUMERATED: u64 = 200_000;
+
+/// How many multisets of at most `max_steps` steps from `set_size` steps there are (the
+/// empty one included): C(max_steps + set_size, set_size), saturating.
+pub fn multisets(set_size: usize, max_steps: usize) -> u64 {
+    let (n, k) = ((max_steps + set_size) as u64, set_size.min(max_steps) as u64);
+    (0..k).fold(1u64, |acc, i| acc.saturating_mul(n - i) / (i + 1))
+}
 
 /// Characters the task's texts use: the synthetic model's alphabet.
 pub const ALPHABET: &str = "0123456789+-=,>TA ";
@@ -49,8 +61,10 @@ pub struct ReachConfig {
     /// many more distinct prompts from the same steps and targets.
     pub min_solutions: usize,
     /// Which held-out prompts to draw: `shifted` (each allowed set holds a step never allowed
-    /// in training: does the policy transfer?) or `training` (allowed sets and targets from the
-    /// training distribution, prompts that are not training prompts: did it learn the task?).
+    /// in training: does the policy transfer?), `training` (allowed sets and targets from the
+    /// training distribution, prompts that are not training prompts: did it learn the task?)
+    /// or `train-prompts` (the first `eval_prompts` distinct training prompts themselves: what
+    /// did training find on the prompts it trained on, e.g. strategies never demonstrated).
     pub held_out: HeldOut,
     /// How many habitual strategies per prompt the warm-up demonstrates: the first `habits`
     /// solutions in habit order (most uses of the largest step, then fewest steps). 0: any
@@ -58,6 +72,12 @@ pub struct ReachConfig {
     /// prompt has correct strategies the base was never shown, all written with steps it was
     /// shown: strategies RL can discover rather than ones it cannot emit.
     pub habits: usize,
+    /// Longest answer, in steps, that earns a reward (1..=12; 4 by default). Larger bounds
+    /// make the number of correct strategies per prompt grow without a practical limit (a
+    /// step and its opposite cancel), the domain where a policy can find strategies it was
+    /// never shown. Compact answers take two tokens a step: set `rollout.max_new_tokens` to
+    /// at least 2 × max_steps + 1.
+    pub max_steps: usize,
 }
 
 /// The distribution of the held-out prompts of reach.
@@ -68,6 +88,8 @@ pub enum HeldOut {
     Shifted,
     /// The training distribution, without the training prompts themselves.
     Training,
+    /// The training prompts themselves (not held out: an evaluation of what training found).
+    TrainPrompts,
 }
 
 impl Default for ReachConfig {
@@ -83,6 +105,7 @@ impl Default for ReachConfig {
             min_solutions: 3,
             held_out: HeldOut::Shifted,
             habits: 0,
+            max_steps: DEFAULT_MAX_STEPS,
         }
     }
 }
@@ -104,6 +127,7 @@ pub struct Reach {
     style: PromptStyle,
     train_steps: Vec<i64>,
     habits: usize,
+    max_steps: usize,
 }
 
 /// The answer inside a free-form reply: the last run of signed one-digit steps (`+3+5-1`),
@@ -137,10 +161,10 @@ pub fn extract_answer(response: &str) -> Option<String> {
 }
 
 /// Text of an instruction-style prompt.
-pub fn instruct_text(target: i64, allowed: &[i64]) -> String {
+pub fn instruct_text(target: i64, allowed: &[i64], max_steps: usize) -> String {
     let steps: Vec<String> = allowed.iter().map(|s| format!("{s:+}")).collect();
     format!(
-        "Reach the number {target} starting from 0, using only these steps: {}. Each step may be used any number of times, at most {MAX_STEPS} steps in all. Reply with the steps only, for example +3+3-1.",
+        "Reach the number {target} starting from 0, using only these steps: {}. Each step may be used any number of times, at most {max_steps} steps in all. Reply with the steps only, for example +3+3-1.",
         steps.join(", ")
     )
 }
@@ -189,8 +213,8 @@ pub fn strategy_of(steps: &[i64]) -> Strategy {
     Strategy::Cluster(strategy_id(&canonical.join(",")))
 }
 
-/// Every multiset of at most [`MAX_STEPS`] steps from `allowed` that sums to `target`.
-pub fn solutions(allowed: &[i64], target: i64) -> Vec<Vec<i64>> {
+/// Every multiset of at most `max_steps` steps from `allowed` that sums to `target`.
+pub fn solutions(allowed: &[i64], target: i64, max_steps: usize) -> Vec<Vec<i64>> {
     fn extend(
         allowed: &[i64],
         start: usize,
@@ -213,7 +237,7 @@ pub fn solutions(allowed: &[i64], target: i64) -> Vec<Vec<i64>> {
         }
     }
     let mut out = Vec::new();
-    extend(allowed, 0, MAX_STEPS, 0, target, &mut Vec::new(), &mut out);
+    extend(allowed, 0, max_steps, 0, target, &mut Vec::new(), &mut out);
     out
 }
 
@@ -258,9 +282,9 @@ impl Reach {
             allowed.sort_unstable_by(|a, b| b.cmp(a));
             let target = rng.random_range(cfg.targets[0]..=cfg.targets[1]);
             // Prompts with several strategies only: exploration must matter.
-            (solutions(&allowed, target).len() >= cfg.min_solutions).then(|| Prompt {
+            (solutions(&allowed, target, cfg.max_steps).len() >= cfg.min_solutions).then(|| Prompt {
                 text: match cfg.style {
-                    PromptStyle::Instruct => instruct_text(target, &allowed),
+                    PromptStyle::Instruct => instruct_text(target, &allowed, cfg.max_steps),
                     PromptStyle::FewShot => few_shot_text(target, &allowed),
                     PromptStyle::Compact => prompt_text(target, &allowed),
                 },
@@ -287,6 +311,28 @@ impl Reach {
                     ..e
                 })?
             }
+            HeldOut::TrainPrompts => {
+                let mut seen = std::collections::HashSet::new();
+                let distinct: Vec<Prompt> = train
+                    .iter()
+                    .filter(|p| seen.insert(p.text.clone()))
+                    .take(cfg.eval_prompts)
+                    .cloned()
+                    .collect();
+                if distinct.len() < cfg.eval_prompts {
+                    return Err(ConfigError {
+                        origin: "config".into(),
+                        key: "task.reach.eval_prompts".into(),
+                        message: format!(
+                            "is {} but the training prompts hold only {} distinct prompts; lower task.reach.eval_prompts to {} or raise task.reach.train_prompts",
+                            cfg.eval_prompts,
+                            distinct.len(),
+                            distinct.len()
+                        ),
+                    });
+                }
+                distinct
+            }
         };
         Ok(Self {
             train,
@@ -294,13 +340,17 @@ impl Reach {
             style: cfg.style,
             train_steps: cfg.train_steps.clone(),
             habits: cfg.habits,
+            max_steps: cfg.max_steps,
         })
     }
 
     /// The solutions of `spec` the warm-up may demonstrate, in habit order: all of them, or
     /// the first `habits`.
     pub fn demonstrable(&self, spec: &ReachSpec) -> Vec<Vec<i64>> {
-        let mut order = super::habit_order(solutions(&spec.allowed, spec.target), &spec.allowed);
+        let mut order = super::habit_order(
+            solutions(&spec.allowed, spec.target, self.max_steps),
+            &spec.allowed,
+        );
         if self.habits > 0 {
             order.truncate(self.habits);
         }
@@ -343,7 +393,7 @@ impl Task for Reach {
         };
         match self.answer(response).and_then(|a| parse_steps(&a)) {
             Some(steps)
-                if steps.len() <= MAX_STEPS
+                if steps.len() <= self.max_steps
                     && steps.iter().all(|s| allowed.contains(s))
                     && steps.iter().sum::<i64>() == *target =>
             {
@@ -357,7 +407,7 @@ impl Task for Reach {
         Some(match self.answer(response).and_then(|a| parse_steps(&a)) {
             // Off-task answers (steps outside A, or too long) are degenerate, not a strategy.
             Some(steps)
-                if steps.len() <= MAX_STEPS && steps.iter().all(|s| allowed.contains(s)) =>
+                if steps.len() <= self.max_steps && steps.iter().all(|s| allowed.contains(s)) =>
             {
                 strategy_of(&steps)
             }
@@ -398,7 +448,7 @@ impl Task for Reach {
         let ReachSpec { target, allowed } = Self::spec(prompt)?;
         let unseen = |s: &i64| !self.train_steps.contains(s);
         Some(
-            solutions(allowed, *target)
+            solutions(allowed, *target, self.max_steps)
                 .iter()
                 .all(|solution| solution.iter().any(unseen)),
         )
@@ -533,7 +583,7 @@ mod tests {
                 .chain(task.eval_prompts())
                 .map(|p| {
                     let ReachSpec { target, allowed } = Reach::spec(p).unwrap();
-                    solutions(allowed, *target).len()
+                    solutions(allowed, *target, DEFAULT_MAX_STEPS).len()
                 })
                 .collect();
             assert!(counts.iter().all(|&c| c >= min_solutions), "{counts:?}");
@@ -572,7 +622,7 @@ mod tests {
         let task = Reach::new(&cfg).unwrap();
         assert!(task.wants_chat_template());
         let p = Prompt {
-            text: instruct_text(7, &[5, 3, -1]),
+            text: instruct_text(7, &[5, 3, -1], DEFAULT_MAX_STEPS),
             spec: Spec::Reach(ReachSpec {
                 target: 7,
                 allowed: vec![5, 3, -1],
@@ -636,7 +686,7 @@ mod tests {
         assert_eq!(task.eval_prompts().len(), cfg.eval_prompts);
         for p in task.train_prompts() {
             let ReachSpec { target, allowed: a } = Reach::spec(p).unwrap();
-            assert!(solutions(a, *target).len() >= 3);
+            assert!(solutions(a, *target, DEFAULT_MAX_STEPS).len() >= 3);
             assert!(a.iter().all(|s| cfg.train_steps.contains(s)));
         }
         for p in task.eval_prompts() {
@@ -675,7 +725,7 @@ mod tests {
             let shown = task.demonstrated(p).unwrap();
             assert_eq!(shown.len(), 2);
             let spec = Reach::spec(p).unwrap();
-            let all: Vec<Strategy> = solutions(&spec.allowed, spec.target)
+            let all: Vec<Strategy> = solutions(&spec.allowed, spec.target, DEFAULT_MAX_STEPS)
                 .iter()
                 .map(|s| strategy_of(s))
                 .collect();
@@ -702,7 +752,80 @@ mod tests {
         let spec = Reach::spec(p).unwrap();
         assert_eq!(
             all.demonstrated(p).unwrap().len(),
-            solutions(&spec.allowed, spec.target).len()
+            solutions(&spec.allowed, spec.target, DEFAULT_MAX_STEPS).len()
         );
+    }
+
+    #[test]
+    fn the_step_bound_is_a_setting_and_longer_bounds_admit_more_strategies() {
+        let long = ReachConfig {
+            max_steps: 8,
+            ..ReachConfig::default()
+        };
+        let task = Reach::new(&long).unwrap();
+        let short = Reach::new(&ReachConfig::default()).unwrap();
+        let p = Prompt {
+            text: prompt_text(4, &[3, 2, -1]),
+            spec: Spec::Reach(ReachSpec {
+                target: 4,
+                allowed: vec![3, 2, -1],
+            }),
+        };
+        let eight = "+3+3+3+2-1-1-1-1-1-1"; // 10 steps: too long even at 8
+        assert_eq!(task.reward(&p, eight), 0.0);
+        let seven = "+3+3-1-1+2-1-1"; // 7 steps sum 4
+        assert_eq!(task.reward(&p, seven), 1.0);
+        assert_ne!(task.strategy(&p, seven), Some(Strategy::Degenerate));
+        assert_eq!(short.reward(&p, seven), 0.0);
+        assert_eq!(short.strategy(&p, seven), Some(Strategy::Degenerate));
+        // More steps, more correct strategies, each one unique and correct.
+        let (few, many) = (
+            solutions(&[3, 2, -1], 4, DEFAULT_MAX_STEPS),
+            solutions(&[3, 2, -1], 4, 8),
+        );
+        assert!(many.len() > 2 * few.len(), "{} vs {}", many.len(), few.len());
+        let strategies: std::collections::HashSet<_> =
+            many.iter().map(|s| strategy_of(s)).collect();
+        assert_eq!(strategies.len(), many.len());
+        assert!(many.iter().all(|s| s.len() <= 8 && s.iter().sum::<i64>() == 4));
+    }
+
+    #[test]
+    fn the_enumeration_bound_counts_every_multiset() {
+        // Brute force: each non-empty multiset of positive steps has one sum between the
+        // smallest step and k times the largest, so listing the solutions of every such
+        // target lists each multiset once.
+        for (size, k) in [(2, 3), (3, 4), (3, 8), (5, 6)] {
+            let allowed: Vec<i64> = (1..=size as i64).collect();
+            let listed: usize = (1..=(size * k) as i64)
+                .map(|t| solutions(&allowed, t, k).len())
+                .sum();
+            assert_eq!(multisets(size, k), listed as u64 + 1, "size {size}, k {k}");
+        }
+    }
+
+    #[test]
+    fn the_train_prompts_split_is_the_training_prompts_themselves() {
+        let cfg = ReachConfig {
+            held_out: HeldOut::TrainPrompts,
+            eval_prompts: 32,
+            ..ReachConfig::default()
+        };
+        let task = Reach::new(&cfg).unwrap();
+        let texts: std::collections::HashSet<&str> =
+            task.eval_prompts().iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts.len(), 32, "distinct prompts");
+        assert!(
+            task.eval_prompts()
+                .iter()
+                .all(|p| task.train_prompts().contains(p))
+        );
+        let too_many = ReachConfig {
+            eval_prompts: 300,
+            ..cfg
+        };
+        let e = Reach::new(&too_many).unwrap_err();
+        assert_eq!(e.key, "task.reach.eval_prompts");
+        assert!(e.message.contains("distinct"), "{}", e.message);
     }
 }

@@ -192,13 +192,17 @@ pub fn collect(
         let samples = chunk
             .iter()
             .zip(labels)
-            .map(|(generation, strategy)| Sample {
-                prompt_tokens: prompt_tokens.clone(),
-                response_tokens: generation.tokens.clone(),
-                text: generation.text.clone(),
-                reward: task.reward(prompt, &generation.text),
-                strategy,
-                advantage: 0.0,
+            .map(|(generation, strategy)| {
+                let reward = task.reward(prompt, &generation.text);
+                let strategy = algorithm.wrong_answers.label(reward, strategy);
+                Sample {
+                    prompt_tokens: prompt_tokens.clone(),
+                    response_tokens: generation.tokens.clone(),
+                    text: generation.text.clone(),
+                    reward,
+                    strategy,
+                    advantage: 0.0,
+                }
             })
             .collect();
         groups.push(SampleGroup { samples, skipped });
