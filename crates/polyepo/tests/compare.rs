@@ -95,7 +95,7 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
         assert_eq!(d.unseen_prompts + d.seen_prompts, 8);
         assert_eq!(row.training.is_some(), row.name != "base");
         if row.name != "base" {
-            let steps: Vec<u64> = row.along.iter().map(|a| a.0).collect();
+            let steps: Vec<u64> = row.along.iter().map(|a| a.step).collect();
             assert_eq!(steps, [0, 2, 4]);
         }
     }

@@ -19,6 +19,18 @@ pub struct Series {
     pub band: Vec<(f64, f64, f64)>,
     /// Palette index, so one row keeps its colour across charts (default: its position).
     pub color: Option<usize>,
+    /// Points with an interval on both axes (a marker and two error bars each), for charts
+    /// that place each row at one (x, y) such as pass@1 against pass@k.
+    pub crosses: Vec<Cross>,
+}
+
+/// One point with an interval on each axis: (estimate, low, high) in x and in y.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cross {
+    /// x estimate, low, high.
+    pub x: (f64, f64, f64),
+    /// y estimate, low, high.
+    pub y: (f64, f64, f64),
 }
 
 impl Series {
@@ -29,6 +41,18 @@ impl Series {
             points,
             band: Vec::new(),
             color: None,
+            crosses: Vec::new(),
+        }
+    }
+
+    /// One row as a point with intervals on both axes, in palette colour `color`.
+    pub fn cross(name: impl Into<String>, color: usize, cross: Cross) -> Self {
+        Self {
+            name: name.into(),
+            points: Vec::new(),
+            band: Vec::new(),
+            color: Some(color),
+            crosses: vec![cross],
         }
     }
 }
@@ -91,7 +115,15 @@ where
                 .band
                 .iter()
                 .flat_map(|&(x, lo, hi)| [(tx(x), lo), (tx(x), hi)]);
-            s.points.iter().map(|&(x, y)| (tx(x), y)).chain(band)
+            let crosses = s
+                .crosses
+                .iter()
+                .flat_map(|c| [(tx(c.x.1), c.y.1), (tx(c.x.2), c.y.2)]);
+            s.points
+                .iter()
+                .map(|&(x, y)| (tx(x), y))
+                .chain(band)
+                .chain(crosses)
         })
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
@@ -106,6 +138,11 @@ where
     }
     if x1 <= x0 {
         x1 = x0 + 1.0;
+    }
+    if chart.series.iter().any(|s| !s.crosses.is_empty()) {
+        // Room around the outermost markers, which would otherwise sit on the frame.
+        let pad = (x1 - x0) * 0.06;
+        (x0, x1) = (x0 - pad, x1 + pad);
     }
     let pad = ((y1 - y0) * 0.08).max(1e-3);
     (y0, y1) = (y0 - pad, y1 + pad);
@@ -174,6 +211,24 @@ where
             ctx.draw_series(line.iter().map(|&p| Circle::new(p, 5, color.filled())))
                 .map_err(err)?;
         }
+        for c in s
+            .crosses
+            .iter()
+            .filter(|c| c.x.0.is_finite() && c.y.0.is_finite())
+        {
+            let at = (tx(c.x.0), c.y.0);
+            let bars = [
+                vec![(tx(c.x.1), c.y.0), (tx(c.x.2), c.y.0)],
+                vec![(at.0, c.y.1), (at.0, c.y.2)],
+            ];
+            ctx.draw_series(
+                bars.into_iter()
+                    .map(|b| PathElement::new(b, color.stroke_width(2))),
+            )
+            .map_err(err)?;
+            ctx.draw_series(std::iter::once(Circle::new(at, 7, color.filled())))
+                .map_err(err)?;
+        }
     }
     ctx.configure_series_labels()
         .label_font(("sans-serif", 20))
@@ -221,16 +276,32 @@ mod tests {
             x_label: "k".into(),
             y_label: "pass@k".into(),
             log2_x: true,
-            series: vec![Series {
-                name: "a".into(),
-                points: vec![(1.0, 0.2), (2.0, 0.4), (4.0, 0.6)],
-                band: vec![(1.0, 0.1, 0.3), (2.0, 0.3, 0.5), (4.0, 0.5, 0.7)],
-                color: Some(2),
-            }],
+            series: vec![
+                Series {
+                    name: "a".into(),
+                    points: vec![(1.0, 0.2), (2.0, 0.4), (4.0, 0.6)],
+                    band: vec![(1.0, 0.1, 0.3), (2.0, 0.3, 0.5), (4.0, 0.5, 0.7)],
+                    color: Some(2),
+                    crosses: Vec::new(),
+                },
+                Series::cross(
+                    "b",
+                    3,
+                    Cross {
+                        x: (3.0, 2.0, 4.5),
+                        y: (0.5, 0.4, 0.9),
+                    },
+                ),
+            ],
         };
         let files = save_chart(&dir.join("curve"), &chart).unwrap();
         let svg = std::fs::read_to_string(&files[0]).unwrap();
         assert!(svg.contains("<svg") && svg.contains("pass@k"));
+        // The cross's legend entry and its marker in its colour (palette 3).
+        assert!(
+            svg.contains("\nb\n") && svg.contains("fill=\"#FF7F0E\""),
+            "cross not drawn"
+        );
         let png = std::fs::read(&files[1]).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         std::fs::remove_dir_all(&dir).ok();

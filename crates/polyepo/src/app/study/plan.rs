@@ -85,7 +85,9 @@ impl Arm {
     }
 }
 
-fn slug(name: &str) -> String {
+/// `name` in lower case, runs of other characters than letters, digits and `.` as `-`: a
+/// name that is safe as a file name.
+pub fn slug(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if c.is_ascii_alphanumeric() || c == '.' {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use super::plan::StudyPlan;
 use super::run::{RowRuns, StudyRuns};
 use super::stats::{Interval, Paired, over_seeds};
-use super::summary::{LAST_STEPS, PairedRow, StudySummary};
-use crate::app::plot::{Chart, Series, save_chart};
+use super::summary::{AlongPoint, HeldOut, LAST_STEPS, PairedRow, StudySummary};
+use crate::app::plot::{Chart, Cross, Series, save_chart};
 use crate::app::report::curve;
 use crate::rl::train::{StepMetrics, TrainError, TrainResult};
 use polyepo_engine::atomic::write_atomic;
@@ -52,6 +52,7 @@ fn training_series(
         points,
         band,
         color: Some(color),
+        crosses: Vec::new(),
     }
 }
 
@@ -325,11 +326,15 @@ fn splits(summary: &StudySummary) -> String {
                 &format!("needs unseen: pass@{m}"),
             ],
         ));
-        for (name, h, d) in &split.rows {
-            let mut cells = vec![name.clone()];
-            cells.extend(pass_cells(&summary.ks, h));
-            cells.push(show(&h.correct_strategies));
-            cells.push(d.as_ref().map_or("—".into(), |d| show(&d.unseen.1)));
+        for row in &split.rows {
+            let mut cells = vec![row.name.clone()];
+            cells.extend(pass_cells(&summary.ks, &row.held_out));
+            cells.push(show(&row.held_out.correct_strategies));
+            cells.push(
+                row.discovery
+                    .as_ref()
+                    .map_or("—".into(), |d| show(&d.unseen.1)),
+            );
             table.row(cells);
         }
         md.push_str(&format!(
@@ -384,28 +389,53 @@ fn training(summary: &StudySummary) -> String {
 }
 
 /// Correct strategies the warm-up never showed, and those the base did not produce either
-/// (only where the task says what its warm-up demonstrates).
+/// (only where the task says what its warm-up demonstrates), on the main evaluation and on
+/// every further split.
 fn discovered(summary: &StudySummary) -> String {
     let m = summary.samples;
-    if summary.rows.iter().all(|r| r.discovered.is_none()) {
-        return String::new();
-    }
+    let evaluations = std::iter::once((
+        "held-out (main)".to_owned(),
+        summary
+            .rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.discovered.as_ref()))
+            .collect::<Vec<_>>(),
+    ))
+    .chain(summary.splits.iter().map(|split| {
+        (
+            format!("`{}`", split.name),
+            split
+                .rows
+                .iter()
+                .map(|r| (r.name.as_str(), r.discovered.as_ref()))
+                .collect(),
+        )
+    }));
     let mut table = Table::new([
         "row",
+        "prompts",
         "correct strategies never demonstrated / prompt",
         "of which the base did not produce / prompt",
     ]);
-    for row in &summary.rows {
-        if let Some(d) = &row.discovered {
-            table.row([
-                row.name.clone(),
-                show(&d.undemonstrated),
-                show(&d.beyond_base),
-            ]);
+    let mut any = false;
+    for (evaluation, rows) in evaluations {
+        for (name, d) in rows {
+            if let Some(d) = d {
+                any = true;
+                table.row([
+                    name.to_owned(),
+                    evaluation.clone(),
+                    show(&d.undemonstrated),
+                    show(&d.beyond_base),
+                ]);
+            }
         }
     }
+    if !any {
+        return String::new();
+    }
     format!(
-        "\n## Discovered strategies\n\nOn the held-out prompts at the main temperature, M = {m}: correct strategies the warm-up never demonstrated, and of those the ones the base policy (same seed, same M) did not produce on the same prompt. The second column is what training found.\n\n{}",
+        "\n## Discovered strategies\n\nAt the main temperature, M = {m}: correct strategies the warm-up never demonstrated, and of those the ones the base policy (same seed, same M) did not produce on the same prompt. The last column is what training found.\n\n{}",
         table.render()
     )
 }
@@ -463,13 +493,9 @@ fn branching(summary: &StudySummary) -> String {
 }
 
 /// The report's charts, each with its file stem.
-fn charts(
-    plan: &StudyPlan,
-    runs: &StudyRuns,
-    summary: &StudySummary,
-) -> Vec<(&'static str, Chart)> {
+fn charts(plan: &StudyPlan, runs: &StudyRuns, summary: &StudySummary) -> Vec<(String, Chart)> {
     let m = summary.samples;
-    let mut charts: Vec<(&str, Chart)> = Vec::new();
+    let mut charts: Vec<(String, Chart)> = Vec::new();
     let resamples = plan.eval.resamples.min(500);
     let pass_series: Vec<Series> = summary
         .rows
@@ -488,10 +514,11 @@ fn charts(
                 .iter()
                 .map(|(k, i)| (*k as f64, i.lo, i.hi))
                 .collect(),
+            crosses: Vec::new(),
         })
         .collect();
     charts.push((
-        "pass_at_k",
+        "pass_at_k".into(),
         Chart {
             title: format!(
                 "Held-out pass@k ({} seeds, 95% intervals)",
@@ -528,7 +555,7 @@ fn charts(
         ),
     ] {
         charts.push((
-            stem,
+            stem.into(),
             Chart {
                 title: format!("{title} (10-step average, 95% band over seeds)"),
                 x_label: "step".into(),
@@ -547,7 +574,7 @@ fn charts(
             ("along_pass_at_max", format!("pass@{m}"), 1),
         ] {
             charts.push((
-                stem,
+                stem.into(),
                 Chart {
                     title: format!("Held-out {label} along training (95% intervals)"),
                     x_label: "step".into(),
@@ -559,8 +586,12 @@ fn charts(
                         .enumerate()
                         .filter(|(_, r)| !r.along.is_empty())
                         .map(|(color, r)| {
-                            let pick_i = |a: &(u64, Interval, Interval)| {
-                                if pick == 0 { a.1 } else { a.2 }
+                            let pick_i = |a: &AlongPoint| {
+                                if pick == 0 {
+                                    a.pass_at_1
+                                } else {
+                                    a.pass_at_max
+                                }
                             };
                             Series {
                                 name: r.name.clone(),
@@ -568,13 +599,14 @@ fn charts(
                                 points: r
                                     .along
                                     .iter()
-                                    .map(|a| (a.0 as f64, pick_i(a).mean))
+                                    .map(|a| (a.step as f64, pick_i(a).mean))
                                     .collect(),
                                 band: r
                                     .along
                                     .iter()
-                                    .map(|a| (a.0 as f64, pick_i(a).lo, pick_i(a).hi))
+                                    .map(|a| (a.step as f64, pick_i(a).lo, pick_i(a).hi))
                                     .collect(),
+                                crosses: Vec::new(),
                             }
                         })
                         .collect(),
@@ -584,7 +616,7 @@ fn charts(
     }
     if runs.temperatures.len() > 1 {
         charts.push((
-            "temperature_tradeoff",
+            "temperature_tradeoff".into(),
             Chart {
                 title: format!("pass@1 vs pass@{m} over sampling temperatures"),
                 x_label: "pass@1".into(),
@@ -606,8 +638,10 @@ fn charts(
             },
         ));
     }
+    charts.extend(frontier_charts(summary));
+    charts.extend(discovered_along_chart(summary));
     charts.push((
-        "position_entropy",
+        "position_entropy".into(),
         Chart {
             title: "Per-position entropy of held-out samples".into(),
             x_label: "position (characters)".into(),
@@ -631,6 +665,125 @@ fn charts(
         },
     ));
     charts
+}
+
+/// (estimate, low, high) of an interval, for a chart.
+fn triple(i: &Interval) -> (f64, f64, f64) {
+    (i.mean, i.lo, i.hi)
+}
+
+/// Each row as one point, held-out pass@1 against pass@M with both intervals: the trade-off
+/// between being right once and covering many answers, where regularised baselines trace a
+/// frontier and a method beyond it gives more coverage at the same pass@1. One chart for the
+/// main evaluation and one per further split; with discovery figures, a chart of pass@1
+/// against the strategies found beyond the base.
+fn frontier_charts(summary: &StudySummary) -> Vec<(String, Chart)> {
+    let m = summary.samples;
+    let seeds = summary.rows.first().map_or(0, |r| r.seeds);
+    let frontier = |title: String, rows: Vec<(&str, &HeldOut)>| Chart {
+        title,
+        x_label: "pass@1".into(),
+        y_label: format!("pass@{m}"),
+        log2_x: false,
+        series: rows
+            .into_iter()
+            .enumerate()
+            .filter_map(|(color, (name, h))| {
+                let cross = Cross {
+                    x: triple(&h.at(1)?),
+                    y: triple(&h.at(m)?),
+                };
+                Some(Series::cross(name, color, cross))
+            })
+            .collect(),
+    };
+    let mut charts = vec![(
+        "frontier".to_owned(),
+        frontier(
+            format!("Held-out pass@1 vs pass@{m} ({seeds} seeds, 95% intervals)"),
+            summary
+                .rows
+                .iter()
+                .map(|r| (r.name.as_str(), &r.held_out[0]))
+                .collect(),
+        ),
+    )];
+    for split in &summary.splits {
+        charts.push((
+            format!("frontier_{}", super::plan::slug(&split.name)),
+            frontier(
+                format!("{}: pass@1 vs pass@{m} ({seeds} seeds)", split.name),
+                split
+                    .rows
+                    .iter()
+                    .map(|r| (r.name.as_str(), &r.held_out))
+                    .collect(),
+            ),
+        ));
+    }
+    if summary.rows.iter().any(|r| r.discovered.is_some()) {
+        charts.push((
+            "discovery_frontier".into(),
+            Chart {
+                title: format!("pass@1 vs strategies found beyond the base (M = {m})"),
+                x_label: "pass@1".into(),
+                y_label: "new correct strategies / prompt".into(),
+                log2_x: false,
+                series: summary
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(color, r)| {
+                        let cross = Cross {
+                            x: triple(&r.held_out[0].at(1)?),
+                            y: triple(&r.discovered.as_ref()?.beyond_base),
+                        };
+                        Some(Series::cross(r.name.clone(), color, cross))
+                    })
+                    .collect(),
+            },
+        ));
+    }
+    charts
+}
+
+/// Strategies found beyond the base along training, per row (only with evaluations along
+/// training on a task that says what its warm-up demonstrated).
+fn discovered_along_chart(summary: &StudySummary) -> Option<(String, Chart)> {
+    let series: Vec<Series> = summary
+        .rows
+        .iter()
+        .enumerate()
+        .filter_map(|(color, r)| {
+            let along: Vec<(u64, Interval)> = r
+                .along
+                .iter()
+                .map(|a| Some((a.step, a.beyond_base?)))
+                .collect::<Option<_>>()?;
+            (along.len() > 1).then(|| Series {
+                name: r.name.clone(),
+                points: along.iter().map(|(s, i)| (*s as f64, i.mean)).collect(),
+                band: along.iter().map(|(s, i)| (*s as f64, i.lo, i.hi)).collect(),
+                color: Some(color),
+                crosses: Vec::new(),
+            })
+        })
+        .collect();
+    (!series.is_empty()).then(|| {
+        (
+            "discovered_along".into(),
+            Chart {
+                title: format!(
+                    "Correct strategies never demonstrated, beyond the base, along training (M = {})",
+                    summary.samples
+                ),
+                x_label: "step".into(),
+                y_label: "per prompt".into(),
+                log2_x: false,
+                series,
+            },
+        )
+    })
 }
 
 #[cfg(test)]

@@ -148,8 +148,23 @@ pub struct RowSummary {
     pub discovered: Option<Discovered>,
     /// Branching at the main temperature.
     pub branching: Branching,
-    /// (step, pass@1, pass@M) along training at the main temperature.
-    pub along: Vec<(u64, Interval, Interval)>,
+    /// Held-out figures along training at the main temperature.
+    pub along: Vec<AlongPoint>,
+}
+
+/// One evaluation along training (every seed of the row evaluated at that step).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlongPoint {
+    /// Training step.
+    pub step: u64,
+    /// pass@1.
+    pub pass_at_1: Interval,
+    /// pass@M.
+    pub pass_at_max: Interval,
+    /// Correct strategies per prompt never demonstrated and not produced by the same seed's
+    /// base (final evaluation, same M): what training had found by this step (none where
+    /// the task does not say what its warm-up demonstrated).
+    pub beyond_base: Option<Interval>,
 }
 
 /// A row compared with the reference row, seed by seed.
@@ -196,11 +211,24 @@ pub struct SplitSummary {
     pub set: Vec<String>,
     /// Held-out prompts.
     pub prompts: usize,
-    /// Per row, base first: pass@k and strategies, and the discovery split where the task
-    /// has one.
-    pub rows: Vec<(String, HeldOut, Option<Discovery>)>,
+    /// Per row, base first.
+    pub rows: Vec<SplitRow>,
     /// Paired comparisons with the reference row.
     pub paired: Vec<PairedRow>,
+}
+
+/// One row's figures on a further split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitRow {
+    /// Row label.
+    pub name: String,
+    /// pass@k and strategies.
+    pub held_out: HeldOut,
+    /// The unseen-step split, where the task has one.
+    pub discovery: Option<Discovery>,
+    /// Strategies never demonstrated and beyond the base, where the task says what its
+    /// warm-up demonstrated.
+    pub discovered: Option<Discovered>,
 }
 
 type PerPrompt<'a> = &'a dyn Fn(&PromptResult) -> (f64, f64);
@@ -311,7 +339,9 @@ pub fn summarize(
             let main = evals_at(row, 0);
             let has_split = main
                 .first()
-                .is_some_and(|e| e.per_prompt.iter().any(|p| p.needs_unseen.is_some()));
+                // A split with no prompt that needs an unseen element (the training
+                // distribution) has nothing to report but empty columns.
+                .is_some_and(|e| e.per_prompt.iter().any(|p| p.needs_unseen == Some(true)));
             let discovery = has_split.then(|| {
                 let first = &main[0].per_prompt;
                 let count = |v: bool| first.iter().filter(|p| p.needs_unseen == Some(v)).count();
@@ -368,18 +398,22 @@ pub fn summarize(
                     })
                     .collect(),
             };
-            let discovered = runs.rows.first().filter(|_| !row.is_base).and_then(|base| {
-                let base_evals = evals_at(base, 0);
-                let undemonstrated = table_against(&main, &base_evals, &|p, _| {
+            let base_evals = runs
+                .rows
+                .first()
+                .filter(|_| !row.is_base)
+                .map(|base| evals_at(base, 0));
+            let discovered = base_evals.as_ref().and_then(|base_evals| {
+                let undemonstrated = table_against(&main, base_evals, &|p, _| {
                     Some(p.correct_undemonstrated.as_ref()?.len() as f64)
                 })?;
-                let beyond_base = table_against(&main, &base_evals, &beyond_base)?;
+                let beyond_base = table_against(&main, base_evals, &beyond_base)?;
                 Some(Discovered {
                     undemonstrated: est(&undemonstrated),
                     beyond_base: est(&beyond_base),
                 })
             });
-            let along = along(row, m, &est);
+            let along = along(row, base_evals.as_deref(), m, &est);
             RowSummary {
                 name: row.name.clone(),
                 seeds: row.runs.len(),
@@ -405,7 +439,12 @@ pub fn summarize(
                 rows: s
                     .rows
                     .into_iter()
-                    .map(|r| (r.name, r.held_out[0].clone(), r.discovery))
+                    .map(|r| SplitRow {
+                        name: r.name,
+                        held_out: r.held_out[0].clone(),
+                        discovery: r.discovery,
+                        discovered: r.discovered,
+                    })
                     .collect(),
                 paired: s.paired,
             }
@@ -458,12 +497,14 @@ fn split_view(runs: &StudyRuns, i: usize) -> StudyRuns {
     view
 }
 
-/// pass@1 and pass@M at every step that every seed of `row` was evaluated at.
+/// The figures at every step that every seed of `row` was evaluated at; `base` holds the
+/// final evaluations of the base row, seed by seed (none for the base row itself).
 fn along(
     row: &RowRuns,
+    base: Option<&[&EvalReport]>,
     m: usize,
     est: &dyn Fn(&Table) -> Interval,
-) -> Vec<(u64, Interval, Interval)> {
+) -> Vec<AlongPoint> {
     let Some(first) = row.runs.first() else {
         return Vec::new();
     };
@@ -478,11 +519,14 @@ fn along(
                 .map(|r| r.along.iter().find(|(s, _)| *s == step).map(|(_, e)| e))
                 .collect();
             let evals = evals?;
-            Some((
+            Some(AlongPoint {
                 step,
-                est(&table(&evals, &pass_at(m, 1))),
-                est(&table(&evals, &pass_at(m, m))),
-            ))
+                pass_at_1: est(&table(&evals, &pass_at(m, 1))),
+                pass_at_max: est(&table(&evals, &pass_at(m, m))),
+                beyond_base: base
+                    .and_then(|b| table_against(&evals, b, &beyond_base))
+                    .map(|t| est(&t)),
+            })
         })
         .collect()
 }

@@ -420,7 +420,9 @@ mod tests {
         let cfg = load(&["task.reach.max_steps=8", "rollout.max_new_tokens=17"]).unwrap();
         assert!(matches!(&cfg.task, TaskSection::Reach(c) if c.max_steps == 8));
         for bad in ["task.reach.max_steps=0", "task.reach.max_steps=13"] {
-            let e = load(&[bad, "rollout.max_new_tokens=40"]).unwrap_err().to_string();
+            let e = load(&[bad, "rollout.max_new_tokens=40"])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("task.reach.max_steps"), "{e}");
         }
         // Large sets with a long bound would enumerate millions of answers per prompt.
@@ -432,7 +434,10 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(e.contains("task.reach.max_steps") && e.contains("fewer steps"), "{e}");
+        assert!(
+            e.contains("task.reach.max_steps") && e.contains("fewer steps"),
+            "{e}"
+        );
     }
 
     #[test]

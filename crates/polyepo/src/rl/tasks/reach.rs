@@ -28,7 +28,10 @@ pub const MAX_ENUMERATED: u64 = 200_000;
 /// How many multisets of at most `max_steps` steps from `set_size` steps there are (the
 /// empty one included): C(max_steps + set_size, set_size), saturating.
 pub fn multisets(set_size: usize, max_steps: usize) -> u64 {
-    let (n, k) = ((max_steps + set_size) as u64, set_size.min(max_steps) as u64);
+    let (n, k) = (
+        (max_steps + set_size) as u64,
+        set_size.min(max_steps) as u64,
+    );
     (0..k).fold(1u64, |acc, i| acc.saturating_mul(n - i) / (i + 1))
 }
 
@@ -282,13 +285,15 @@ impl Reach {
             allowed.sort_unstable_by(|a, b| b.cmp(a));
             let target = rng.random_range(cfg.targets[0]..=cfg.targets[1]);
             // Prompts with several strategies only: exploration must matter.
-            (solutions(&allowed, target, cfg.max_steps).len() >= cfg.min_solutions).then(|| Prompt {
-                text: match cfg.style {
-                    PromptStyle::Instruct => instruct_text(target, &allowed, cfg.max_steps),
-                    PromptStyle::FewShot => few_shot_text(target, &allowed),
-                    PromptStyle::Compact => prompt_text(target, &allowed),
-                },
-                spec: Spec::Reach(ReachSpec { target, allowed }),
+            (solutions(&allowed, target, cfg.max_steps).len() >= cfg.min_solutions).then(|| {
+                Prompt {
+                    text: match cfg.style {
+                        PromptStyle::Instruct => instruct_text(target, &allowed, cfg.max_steps),
+                        PromptStyle::FewShot => few_shot_text(target, &allowed),
+                        PromptStyle::Compact => prompt_text(target, &allowed),
+                    },
+                    spec: Spec::Reach(ReachSpec { target, allowed }),
+                }
             })
         };
         let train = draw_prompts(cfg.train_prompts, "task.reach", || draw(false))?;
@@ -783,11 +788,19 @@ mod tests {
             solutions(&[3, 2, -1], 4, DEFAULT_MAX_STEPS),
             solutions(&[3, 2, -1], 4, 8),
         );
-        assert!(many.len() > 2 * few.len(), "{} vs {}", many.len(), few.len());
+        assert!(
+            many.len() > 2 * few.len(),
+            "{} vs {}",
+            many.len(),
+            few.len()
+        );
         let strategies: std::collections::HashSet<_> =
             many.iter().map(|s| strategy_of(s)).collect();
         assert_eq!(strategies.len(), many.len());
-        assert!(many.iter().all(|s| s.len() <= 8 && s.iter().sum::<i64>() == 4));
+        assert!(
+            many.iter()
+                .all(|s| s.len() <= 8 && s.iter().sum::<i64>() == 4)
+        );
     }
 
     #[test]
@@ -812,8 +825,11 @@ mod tests {
             ..ReachConfig::default()
         };
         let task = Reach::new(&cfg).unwrap();
-        let texts: std::collections::HashSet<&str> =
-            task.eval_prompts().iter().map(|p| p.text.as_str()).collect();
+        let texts: std::collections::HashSet<&str> = task
+            .eval_prompts()
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect();
         assert_eq!(texts.len(), 32, "distinct prompts");
         assert!(
             task.eval_prompts()
