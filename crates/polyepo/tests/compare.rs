@@ -186,7 +186,7 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
     assert_eq!(summary.splits.len(), 1);
     let split = &summary.splits[0];
     assert_eq!(split.prompts, 8);
-    let names: Vec<&str> = split.rows.iter().map(|r| r.0.as_str()).collect();
+    let names: Vec<&str> = split.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["base", "POLY-EPO", "GRPO"]);
     let paired: Vec<&str> = split.paired.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(paired, ["base", "GRPO"]);
