@@ -215,6 +215,20 @@ fn a_study_reports_every_row_with_intervals_and_resumes_without_retraining() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(archived.len(), 2 * 3, "{archived:?}");
+    assert!(
+        archived.iter().all(|f| f.ends_with(".json.gz")),
+        "{archived:?}"
+    );
+    // A plain JSON unit of an earlier version is read as well.
+    let gz = out.join("runs/grpo-seed1.json.gz");
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
+        &mut plain,
+    )
+    .unwrap();
+    std::fs::write(out.join("runs/grpo-seed1.json"), plain).unwrap();
+    std::fs::remove_file(&gz).unwrap();
     let away = root.join("runs-away");
     std::fs::rename(&runs, &away).unwrap();
     let mut from_archive = 0;

@@ -1,6 +1,7 @@
-//! The study's results kept beside its report (`docs/experiments/<name>/runs/`), one file per
-//! row and seed: the config it was made with, its evaluations and its training metrics, never
-//! weights. A study spans sessions and machines: a later `polyepo experiment` on a machine
+//! The study's results kept beside its report (`docs/experiments/<name>/runs/`), one gzipped
+//! JSON file per row and seed: the config it was made with, its evaluations and its training
+//! metrics, never weights (a unit of a 512-prompt study is ~300 KB of JSON, ~45 KB gzipped;
+//! plain `.json` files of earlier sessions are still read). A study spans sessions and machines: a later `polyepo experiment` on a machine
 //! without `runs/` takes a unit from here instead of training it again, as long as the config
 //! and the evaluation settings are the ones the plan asks for now.
 
@@ -54,14 +55,29 @@ impl Archive {
     }
 
     fn path(&self, unit: &str) -> PathBuf {
-        self.dir.join(format!("{unit}.json"))
+        self.dir.join(format!("{unit}.json.gz"))
+    }
+
+    /// The archived unit's JSON: the gzipped file, else a plain one of an earlier version.
+    fn read(&self, unit: &str) -> Option<String> {
+        use std::io::Read;
+        match std::fs::File::open(self.path(unit)) {
+            Ok(file) => {
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(file)
+                    .read_to_string(&mut text)
+                    .ok()?;
+                Some(text)
+            }
+            Err(_) => std::fs::read_to_string(self.dir.join(format!("{unit}.json"))).ok(),
+        }
     }
 
     /// The archived unit, if it was made with the wanted config and evaluated with the wanted
     /// settings. An unreadable file counts as absent (the unit is then made again and the file
     /// replaced), so a damaged archive costs time, never a wrong figure.
     pub fn find(&self, unit: &str, wanted: &Wanted<'_>) -> Option<SeedRun> {
-        let text = std::fs::read_to_string(self.path(unit)).ok()?;
+        let text = self.read(unit)?;
         let archived: ArchivedUnit = serde_json::from_str(&text).ok()?;
         let mut old: TrainConfig = toml::from_str(&archived.config).ok()?;
         // The checkpoint period does not change training (as for runs on disk).
@@ -96,6 +112,9 @@ impl Archive {
             run: run.clone(),
         };
         let json = serde_json::to_vec(&archived).map_err(|e| TrainError::file(&path, e))?;
-        write_atomic(&path, &json).map_err(|e| TrainError::io(&path, e))
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &json).map_err(|e| TrainError::io(&path, e))?;
+        let bytes = gz.finish().map_err(|e| TrainError::io(&path, e))?;
+        write_atomic(&path, &bytes).map_err(|e| TrainError::io(&path, e))
     }
 }
